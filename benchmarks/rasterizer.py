@@ -1,0 +1,155 @@
+"""Rasterizer speed: fast tile path (numba) against the dense torch reference.
+
+Scene (typical of a trained scene at low resolution): 20,000 Gaussians uniform in a
+2.6 x 2.6 x 2 box centred 3 units in front of a camera with a 50 degree horizontal field of view,
+log-normal scales (median footprint sigma ~1.5 px, tail to ~10 px), opacities sigmoid(N(0, 2)).
+Runs with 2 torch threads and 2 numba threads. Ends by printing one JSON line.
+
+Usage: python benchmarks/rasterizer.py [--n 20000] [--size 128] [--reps 15] [--ref-reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import numba
+import torch
+
+from csgaussian.render import RasterConfig, rasterize_gaussians
+from csgaussian.render.projection import project_gaussians, tile_rects
+from csgaussian.render.rasterize import TileComposite
+from csgaussian.types import Camera
+
+CAMERA_DISTANCE = 3.0
+FOV_DEG = 50.0
+BOX_HALF = (1.3, 1.3, 1.0)
+SIGMA_PX_MEDIAN = 1.5
+LOG_SCALE_STD = 0.7  # per Gaussian; tail 2.5 std ~ 6x the median
+LOG_ANISO_STD = 0.4  # per axis
+OPACITY_LOGIT_STD = 2.0
+
+
+def make_scene(n: int, size: int, seed: int = 0) -> tuple[list[torch.Tensor], Camera]:
+    """Random Gaussians and a camera; returns ``[means, quats, scales, opacities, colors]``."""
+    g = torch.Generator().manual_seed(seed)
+    f = 0.5 * size / math.tan(math.radians(FOV_DEG) / 2)
+    K = torch.tensor([[f, 0.0, size / 2], [0.0, f, size / 2], [0.0, 0.0, 1.0]])
+    viewmat = torch.eye(4)
+    viewmat[2, 3] = CAMERA_DISTANCE
+    means = (torch.rand(n, 3, generator=g) * 2 - 1) * torch.tensor(BOX_HALF)
+    median_world = SIGMA_PX_MEDIAN * CAMERA_DISTANCE / f
+    log_s = math.log(median_world) + LOG_SCALE_STD * torch.randn(n, 1, generator=g)
+    scales = torch.exp(log_s + LOG_ANISO_STD * torch.randn(n, 3, generator=g))
+    quats = torch.randn(n, 4, generator=g)
+    opacities = torch.sigmoid(OPACITY_LOGIT_STD * torch.randn(n, generator=g))
+    colors = torch.rand(n, 3, generator=g)
+    return [means, quats, scales, opacities, colors], Camera(viewmat, K, size, size)
+
+
+def median_ms(fn: Callable[[], object], reps: int) -> float:
+    """Median wall time of ``fn`` in milliseconds over ``reps`` runs after one warm-up."""
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print a table and one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--ref-reps", type=int, default=3)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    numba.set_num_threads(2)
+    config = RasterConfig()
+
+    params, camera = make_scene(args.n, args.size)
+    for p in params:
+        p.requires_grad_(True)
+    background = torch.rand(3, requires_grad=True)
+    weights = torch.rand(args.size, args.size, 3)
+
+    def forward(backend: str) -> object:
+        with torch.no_grad():
+            return rasterize_gaussians(*params, camera, background, config, backend)
+
+    def forward_backward(backend: str) -> object:
+        out = rasterize_gaussians(*params, camera, background, config, backend)
+        loss = (out.colors * weights).sum() + out.alpha.sum() + out.depth.mean()
+        return torch.autograd.grad(loss, [*params, background])
+
+    def project_only() -> object:
+        proj = project_gaussians(params[0], params[1], params[2], camera, config)
+        return torch.autograd.grad(proj.means2d.sum() + proj.conics.sum(), params[:3])
+
+    with torch.no_grad():
+        proj = project_gaussians(params[0], params[1], params[2], camera, config)
+    screen = [
+        x.detach().clone().requires_grad_(True)
+        for x in (proj.means2d, proj.conics, params[3], params[4], proj.depths, background)
+    ]
+
+    def composite_only() -> object:
+        out = TileComposite.apply(*screen, proj.radii, args.size, args.size, config)
+        loss = (out[0] * weights).sum() + out[1].sum() + out[2].mean()
+        return torch.autograd.grad(loss, screen)
+
+    with torch.no_grad():
+        rects = tile_rects(proj.means2d, proj.radii, args.size, args.size, config.tile_size)
+        isects = int(((rects[:, 2] - rects[:, 0]) * (rects[:, 3] - rects[:, 1])).sum())
+        visible = int((proj.radii > 0).sum())
+        radii_median = float(proj.radii[proj.radii > 0].float().median())
+
+    fast_fwd = median_ms(lambda: forward("numba"), args.reps)
+    fast_fb = median_ms(lambda: forward_backward("numba"), args.reps)
+    proj_fb = median_ms(project_only, args.reps)
+    comp_fb = median_ms(composite_only, args.reps)
+    ref_fb = median_ms(lambda: forward_backward("torch"), args.ref_reps) if args.ref_reps else 0.0
+
+    fast, ref = forward("numba"), forward("torch")
+    diff = max(
+        float((fast.colors - ref.colors).abs().max()),
+        float((fast.alpha - ref.alpha).abs().max()),
+        float((fast.depth - ref.depth).abs().max()),
+    )
+
+    load = os.getloadavg()[0]
+    print(f"Gaussians {args.n} (visible {visible}), image {args.size}x{args.size}, C=3")
+    print(
+        f"load average (1 min) {load:.2f} on {os.cpu_count()} cores: timings assume an idle machine"
+    )
+    print(f"intersections {isects}, median radius {radii_median:.0f} px")
+    print(f"{'fast forward':<28}{fast_fwd:9.1f} ms")
+    print(f"{'fast forward+backward':<28}{fast_fb:9.1f} ms")
+    print(f"{'  projection alone f+b':<28}{proj_fb:9.1f} ms")
+    print(f"{'  binning+kernels alone f+b':<28}{comp_fb:9.1f} ms")
+    print(f"{'reference forward+backward':<28}{ref_fb:9.1f} ms")
+    print(f"{'max |fast - reference|':<28}{diff:9.2e}")
+    record = {
+        "n_gaussians": args.n,
+        "width": args.size,
+        "height": args.size,
+        "intersections": isects,
+        "fast_fwd_ms": round(fast_fwd, 2),
+        "fast_fwd_bwd_ms": round(fast_fb, 2),
+        "reference_fwd_bwd_ms": round(ref_fb, 1),
+        "max_abs_diff_vs_reference": diff,
+    }
+    print(json.dumps(record))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""The csgaussian file container: magic, version, a section table with CRC32s, then payloads.
+
+Layout (little-endian)::
+
+    magic      4s   b"CSGS"
+    version    u16  FORMAT_VERSION
+    flags      u16  reserved, 0 in version 1
+    n_sections u16
+    per section:
+        name_len u8, name ascii[name_len], layer u8 (0 base, 1 semantic),
+        length u64 (payload bytes), crc u32 (zlib.crc32 of the payload)
+    header_crc u32  zlib.crc32 of every byte above
+    payloads, in table order
+
+Progressive reading (METHOD §6): all base-layer sections precede all semantic-layer sections
+(``write_container`` enforces it). A file cut inside the semantic layer still holds a complete,
+checksummed base layer; ``read_container(..., partial_ok=True)`` returns the base sections then.
+A cut inside the base layer, any checksum mismatch and any malformed header are always errors.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+Layer = Literal["base", "semantic"]
+
+MAGIC = b"CSGS"
+FORMAT_VERSION = 1
+MAX_SECTIONS = 64
+MAX_NAME_LEN = 32
+_LAYER_CODES: dict[str, int] = {"base": 0, "semantic": 1}
+_LAYER_NAMES = {v: k for k, v in _LAYER_CODES.items()}
+_FIXED = struct.Struct("<4sHHH")
+_ENTRY = struct.Struct("<BQI")  # layer, length, crc (after the name)
+_CRC = struct.Struct("<I")
+
+
+class StreamError(ValueError):
+    """A malformed, truncated or corrupted csgaussian stream; the message is one line."""
+
+
+def _check_name(name: str) -> bytes:
+    raw = name.encode("ascii", errors="replace")
+    if not (0 < len(raw) <= MAX_NAME_LEN) or not name.isascii() or not name.isprintable():
+        raise ValueError(f"section name {name!r} must be 1..{MAX_NAME_LEN} printable ascii chars")
+    return raw
+
+
+def write_container(
+    sections: Sequence[tuple[str, bytes]], layers: Mapping[str, Layer] | None = None
+) -> bytes:
+    """Serialise named payloads into one stream.
+
+    Args:
+        sections: (name, payload) in stream order; names unique.
+        layers: name -> "base" | "semantic"; unlisted sections are "base". Base sections must all
+            come before semantic ones.
+
+    Returns:
+        The stream bytes.
+    """
+    layers = layers or {}
+    if len(sections) > MAX_SECTIONS:
+        raise ValueError(f"{len(sections)} sections, at most {MAX_SECTIONS} allowed")
+    unknown = set(layers) - {n for n, _ in sections}
+    if unknown:
+        raise ValueError(f"layers given for unknown sections {sorted(unknown)}")
+    header = bytearray(_FIXED.pack(MAGIC, FORMAT_VERSION, 0, len(sections)))
+    seen: set[str] = set()
+    seen_semantic = False
+    for name, payload in sections:
+        raw = _check_name(name)
+        if name in seen:
+            raise ValueError(f"duplicate section name '{name}'")
+        seen.add(name)
+        layer = layers.get(name, "base")
+        if layer not in _LAYER_CODES:
+            raise ValueError(f"unknown layer '{layer}' for section '{name}'")
+        if layer == "base" and seen_semantic:
+            raise ValueError(f"base section '{name}' after a semantic section")
+        seen_semantic |= layer == "semantic"
+        header += bytes([len(raw)]) + raw
+        header += _ENTRY.pack(_LAYER_CODES[layer], len(payload), zlib.crc32(payload))
+    header += _CRC.pack(zlib.crc32(header))
+    return bytes(header) + b"".join(bytes(p) for _, p in sections)
+
+
+def _parse_table(data: bytes) -> tuple[list[tuple[str, str, int, int]], int]:
+    """Validate the header; return [(name, layer, length, crc)] and the payload start offset."""
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise StreamError("not a csgaussian stream (bad magic)")
+    if len(data) < _FIXED.size:
+        raise StreamError(f"truncated stream: header needs {_FIXED.size} bytes, {len(data)} remain")
+    _, version, flags, count = _FIXED.unpack_from(data, 0)
+    if version != FORMAT_VERSION:
+        raise StreamError(
+            f"unsupported stream version {version} (this build reads {FORMAT_VERSION})"
+        )
+    if flags != 0:
+        raise StreamError(f"unsupported stream flags 0x{flags:04x} (version 1 defines none)")
+    if count > MAX_SECTIONS:
+        raise StreamError(f"section count {count} exceeds the limit of {MAX_SECTIONS}")
+    pos = _FIXED.size
+    table: list[tuple[str, str, int, int]] = []
+    for i in range(count):
+        if pos >= len(data):
+            raise StreamError(f"truncated stream: section table entry {i} is missing")
+        n = data[pos]
+        if not 0 < n <= MAX_NAME_LEN:
+            raise StreamError(f"section table entry {i}: bad name length {n}")
+        need = 1 + n + _ENTRY.size
+        if len(data) - pos < need:
+            raise StreamError(
+                f"truncated stream: section table entry {i} needs {need} bytes, "
+                f"{len(data) - pos} remain"
+            )
+        raw = data[pos + 1 : pos + 1 + n]
+        if not all(0x20 <= b < 0x7F for b in raw):
+            raise StreamError(f"section table entry {i}: name is not printable ascii")
+        layer_code, length, crc = _ENTRY.unpack_from(data, pos + 1 + n)
+        if layer_code not in _LAYER_NAMES:
+            raise StreamError(f"section table entry {i}: unknown layer code {layer_code}")
+        table.append((raw.decode("ascii"), _LAYER_NAMES[layer_code], length, crc))
+        pos += need
+    if len(data) - pos < _CRC.size:
+        raise StreamError("truncated stream: header checksum is missing")
+    (header_crc,) = _CRC.unpack_from(data, pos)
+    if zlib.crc32(data[:pos]) != header_crc:
+        raise StreamError("checksum mismatch in stream header")
+    names = [t[0] for t in table]
+    if len(set(names)) != len(names):
+        raise StreamError("duplicate section names in section table")
+    layer_seq = [t[1] for t in table]
+    if "semantic" in layer_seq and "base" in layer_seq[layer_seq.index("semantic") :]:
+        raise StreamError("base section after a semantic section in section table")
+    return table, pos + _CRC.size
+
+
+def read_container(data: bytes, *, partial_ok: bool = False) -> dict[str, bytes]:
+    """Parse and verify a stream written by ``write_container``.
+
+    Args:
+        data: the stream (or a prefix of it).
+        partial_ok: accept a stream cut inside its semantic layer and return its base sections
+            (the semantic sections are then absent from the result).
+
+    Returns:
+        name -> payload, in stream order.
+
+    Raises:
+        StreamError: bad magic / version / header, truncation (inside the base layer, or anywhere
+            when ``partial_ok`` is False), checksum mismatch, trailing bytes.
+    """
+    data = bytes(data)
+    table, pos = _parse_table(data)
+    out: dict[str, bytes] = {}
+    for name, layer, length, crc in table:
+        remain = len(data) - pos
+        if length > remain:
+            if partial_ok and layer == "semantic":
+                return {n: out[n] for n, lay, _, _ in table if lay == "base"}
+            raise StreamError(
+                f"truncated stream: section '{name}' needs {length} bytes, {remain} remain"
+            )
+        payload = data[pos : pos + length]
+        if zlib.crc32(payload) != crc:
+            raise StreamError(f"checksum mismatch in section '{name}'")
+        out[name] = payload
+        pos += length
+    if pos != len(data):
+        raise StreamError(f"{len(data) - pos} trailing bytes after the last section")
+    return out
+
+
+def section_layers(data: bytes) -> dict[str, Layer]:
+    """Section name -> layer, from a verified header (payloads are not read)."""
+    table, _ = _parse_table(bytes(data))
+    return {name: layer for name, layer, _, _ in table}  # type: ignore[misc]
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, replace."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)

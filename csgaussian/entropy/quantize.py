@@ -1,0 +1,72 @@
+"""Adaptive-step quantization of anchor attributes (METHOD §3, after HAC).
+
+The step of each anchor and attribute group is ``q = q0 * (1 + tanh(r))`` with ``r`` predicted by
+the hyperprior. Training adds uniform noise of one step width; evaluation and encoding round
+to the step grid with a straight-through gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+QuantMode = Literal["noise", "round"]
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """Base step ``q0`` per attribute group.
+
+    Source: METHOD §3 [paper]: q0 = 1 for the feature f, 0.001 for the scaling l, 0.2 for the
+    offsets O.
+    """
+
+    feature: float = 1.0
+    """q0 of the anchor feature f (50 channels)."""
+    scaling: float = 0.001
+    """q0 of the anchor scaling l (6 channels)."""
+    offsets: float = 0.2
+    """q0 of the K offsets O (K x 3 channels)."""
+
+    def q0(self, group: str) -> float:
+        """The base step of ``group`` ("feature", "scaling" or "offsets")."""
+        if group not in ("feature", "scaling", "offsets"):
+            raise KeyError(f"no base step for attribute group '{group}'")
+        return float(getattr(self, group))
+
+
+def adaptive_step(q0: float, r: Tensor) -> Tensor:
+    """Adaptive step ``q0 * (1 + tanh(r))`` (METHOD §3), in ``(0, 2 * q0)``; same shape as ``r``."""
+    return q0 * (1.0 + torch.tanh(r))
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """``round(x)`` in the forward pass, identity gradient in the backward pass."""
+    return x + (torch.round(x) - x).detach()
+
+
+def quantize(x: Tensor, step: Tensor | float, mode: QuantMode) -> Tensor:
+    """Quantize ``x`` to the grid ``step * Z``.
+
+    Args:
+        x: values, any shape.
+        step: positive step, broadcastable to ``x`` (e.g. ``[N, 1]`` against ``[N, C]``).
+        mode: "noise" adds U(-step/2, step/2) (training); "round" returns
+            ``step * round(x / step)`` with a straight-through gradient to ``x`` and ``step``.
+
+    Returns:
+        The quantized values, shape of ``x`` broadcast with ``step``.
+    """
+    if mode == "noise":
+        return x + (torch.rand_like(x) - 0.5) * step
+    if mode == "round":
+        return step * round_ste(x / step)
+    raise ValueError(f"unknown quantization mode '{mode}' (expected 'noise' or 'round')")
+
+
+def to_symbols(x: Tensor, step: Tensor | float) -> Tensor:
+    """Integer symbols ``round(x / step)`` (int64, no gradient) that the entropy coder transmits."""
+    return torch.round(x.detach() / step).to(torch.int64)

@@ -1,0 +1,87 @@
+"""Run directories: atomic checkpoints and the trained scene file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..scene.scaffold import ScaffoldConfig, ScaffoldModel
+
+CHECKPOINT_NAME = "checkpoint.pt"
+SCENE_NAME = "scene.pt"
+RUN_INFO_NAME = "run.json"
+
+
+class RunError(ValueError):
+    """A run directory or scene file that cannot be used; the message names the file."""
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def load_torch(path: Path) -> Any:
+    if not path.is_file():
+        raise RunError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise RunError(f"{path}: not a readable csgaussian file ({type(err).__name__})") from None
+
+
+def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
+    text = json.dumps(info, indent=2).encode()
+    atomic_write(run_dir / RUN_INFO_NAME, lambda handle: handle.write(text))
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RUN_INFO_NAME
+    if not path.is_file():
+        raise RunError(f"{run_dir}: not a csgaussian run directory (no {RUN_INFO_NAME})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunError(f"{path}: malformed JSON ({err.msg}, line {err.lineno})") from None
+
+
+def scene_state(model: ScaffoldModel) -> dict[str, Any]:
+    """What a trained scene needs to render: config, voxel size and tensors."""
+    return {
+        "format": "csgaussian-scene",
+        "scaffold": asdict(model.config),
+        "voxel_size": model.voxel_size,
+        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+    }
+
+
+def model_from_state(state: dict[str, Any], source: Path) -> ScaffoldModel:
+    """Rebuild a ScaffoldModel from :func:`scene_state` output."""
+    try:
+        config = ScaffoldConfig(**state["scaffold"])
+        tensors = state["state"]
+        model = ScaffoldModel(tensors["anchors"], state["voxel_size"], config)
+        model.load_state_dict(tensors)
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise RunError(f"{source}: not a csgaussian scene ({type(err).__name__}: {err})") from None
+    return model

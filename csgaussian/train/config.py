@@ -1,0 +1,137 @@
+"""Training configuration and its named presets (tiny, quick, paper)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+from ..render import RasterConfig
+from ..scene.anchor_ops import DensifyConfig
+from ..scene.scaffold import ScaffoldConfig
+
+
+@dataclass(frozen=True)
+class LearningRates:
+    """Initial (and final, for decayed ones) Adam learning rates.
+
+    Sources: offsets 0.01, mask 0.01, scaling 0.07, opacity MLP 0.002, colour MLP 0.08,
+    covariance MLP 0.004 [supp Table 1]. Feature 0.0075, the final values and the exponential
+    decay are Scaffold-GS defaults. The offset rate is multiplied by the scene radius.
+    """
+
+    features: float = 0.0075
+    offsets: float = 0.01
+    offsets_final: float = 0.0001
+    mask: float = 0.01
+    scaling: float = 0.07
+    opacity_mlp: float = 0.002
+    opacity_mlp_final: float = 0.00002
+    color_mlp: float = 0.08
+    color_mlp_final: float = 0.00005
+    cov_mlp: float = 0.004
+    cov_mlp_final: float = 0.004
+    background: float = 0.01
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Colour loss: ``(1 - ssim) * L1 + ssim * (1 - SSIM) + volume * mean volume + mask * mean(m)``.
+
+    Sources: SSIM weight 0.2 and volume 0.01 (Scaffold-GS, HAC); the mask weight is HAC's 0.0005.
+    """
+
+    ssim: float = 0.2
+    volume: float = 0.01
+    mask: float = 0.0005
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything training reads; presets below fill it in."""
+
+    iterations: int = 40_000
+    """Stage-1 iterations [supp A.2]."""
+    mask_start: int = 3_000
+    """Iteration from which the learnable offset mask is applied [supp A.2]."""
+    voxel_size_fraction: float = 0.004
+    """Anchor voxel size as a fraction of the scene-bounds diagonal (ours)."""
+    random_init_points: int = 20_000
+    """Points drawn uniformly in the bounds when the dataset has no point cloud (ours)."""
+    checkpoint_every: int = 1_000
+    """Iterations between two checkpoints (written atomically; ``--resume`` reads the last)."""
+    log_every: int = 100
+    """Iterations between two progress updates."""
+    seed: int = 0
+    scaffold: ScaffoldConfig = field(default_factory=ScaffoldConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    lr: LearningRates = field(default_factory=LearningRates)
+    loss: LossWeights = field(default_factory=LossWeights)
+    raster: RasterConfig = field(default_factory=RasterConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _from_dict(cls, data)
+
+    def with_iterations(self, iterations: int) -> TrainConfig:
+        """Rescale every iteration-valued schedule to a new total, keeping their proportions."""
+        ratio = iterations / self.iterations
+
+        def scaled(value: int) -> int:
+            return max(1, round(value * ratio))
+
+        densify = replace(
+            self.densify,
+            start=scaled(self.densify.start),
+            interval=scaled(self.densify.interval),
+            until=scaled(self.densify.until),
+        )
+        return replace(
+            self,
+            iterations=iterations,
+            mask_start=scaled(self.mask_start),
+            densify=densify,
+            checkpoint_every=min(self.checkpoint_every, iterations),
+        )
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        kwargs[f.name] = _from_dict(type(default), value) if is_dataclass(default) else value
+    return cls(**kwargs)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "paper": TrainConfig(),
+    "quick": TrainConfig(
+        iterations=6_000,
+        mask_start=1_000,
+        checkpoint_every=1_000,
+        densify=DensifyConfig(start=300, interval=100, until=4_000),
+    ),
+    "tiny": TrainConfig(
+        iterations=40,
+        mask_start=20,
+        checkpoint_every=20,
+        log_every=10,
+        random_init_points=2_000,
+        densify=DensifyConfig(start=10, interval=10, until=30),
+    ),
+}
+"""Named presets: ``paper`` (the paper's iteration counts), ``quick`` (demo, CPU users),
+``tiny`` (tests, seconds)."""
+
+
+def preset(name: str, iterations: int | None = None) -> TrainConfig:
+    """The named preset, optionally rescaled to ``iterations``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    config = PRESETS[name]
+    return config if iterations is None else config.with_iterations(iterations)

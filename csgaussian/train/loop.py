@@ -1,0 +1,239 @@
+"""The stage-1 training loop: colour optimisation of a Scaffold-GS scene, resumable."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..eval.metrics import psnr, ssim_loss_term
+from ..render import rasterize_gaussians
+from ..scene.anchor_ops import AnchorDensifier
+from ..scene.scaffold import ScaffoldModel, scaffold_from_points
+from ..types import SceneData, View
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    SCENE_NAME,
+    RunError,
+    load_torch,
+    model_from_state,
+    save_torch,
+    scene_state,
+)
+from .config import TrainConfig
+from .progress import TrainProgress
+
+
+@dataclass
+class TrainResult:
+    """What a finished training reports."""
+
+    iterations: int
+    seconds: float
+    n_anchors: int
+    n_gaussians: int
+    train_psnr: float
+    scene_path: Path
+
+
+def initial_model(scene: SceneData, config: TrainConfig, generator: torch.Generator) -> ScaffoldModel:
+    """Anchors from the dataset's point cloud, else uniform random points inside the bounds."""
+    voxel_size = config.voxel_size_fraction * scene.extent
+    if scene.points is not None and scene.points.shape[0] > 0:
+        points = scene.points.float()
+    else:
+        lo, hi = scene.bounds[0], scene.bounds[1]
+        unit = torch.rand(config.random_init_points, 3, generator=generator)
+        points = lo + unit * (hi - lo)
+    model = scaffold_from_points(points, voxel_size, config.scaffold)
+    model.background.data[:] = torch.logit(scene.background.clamp(0.01, 0.99))
+    return model
+
+
+def exponential_lr(initial: float, final: float, step: int, total: int) -> float:
+    """Log-linear interpolation from ``initial`` to ``final`` over ``total`` steps (3DGS)."""
+    t = min(max(step / max(total, 1), 0.0), 1.0)
+    return math.exp((1 - t) * math.log(initial) + t * math.log(final))
+
+
+def build_optimizer(model: ScaffoldModel, config: TrainConfig, radius: float) -> torch.optim.Adam:
+    lr = config.lr
+    groups = [
+        {"name": "features", "params": [model.features], "lr": lr.features},
+        {"name": "offsets", "params": [model.offsets], "lr": lr.offsets * radius},
+        {"name": "mask_logits", "params": [model.mask_logits], "lr": lr.mask},
+        {"name": "log_scaling", "params": [model.log_scaling], "lr": lr.scaling},
+        {"name": "opacity_mlp", "params": list(model.opacity_mlp.parameters()), "lr": lr.opacity_mlp},
+        {"name": "color_mlp", "params": list(model.color_mlp.parameters()), "lr": lr.color_mlp},
+        {"name": "cov_mlp", "params": list(model.cov_mlp.parameters()), "lr": lr.cov_mlp},
+        {"name": "background", "params": [model.background], "lr": lr.background},
+    ]
+    return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
+
+
+def update_learning_rates(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, radius: float, step: int
+) -> None:
+    """Scaffold-GS decays for offsets and the opacity/colour/covariance MLPs."""
+    lr = config.lr
+    decayed = {
+        "offsets": (lr.offsets * radius, lr.offsets_final * radius),
+        "opacity_mlp": (lr.opacity_mlp, lr.opacity_mlp_final),
+        "color_mlp": (lr.color_mlp, lr.color_mlp_final),
+        "cov_mlp": (lr.cov_mlp, lr.cov_mlp_final),
+    }
+    for group in optimizer.param_groups:
+        if group["name"] in decayed:
+            start, end = decayed[group["name"]]
+            group["lr"] = exponential_lr(start, end, step, config.iterations)
+
+
+def render_view(model: ScaffoldModel, view: View, config: TrainConfig, use_mask: bool):
+    """Render one training view; returns (image [H,W,3], render output, neural Gaussians)."""
+    gaussians = model.neural_gaussians(view.camera, use_mask=use_mask)
+    out = rasterize_gaussians(
+        gaussians.means,
+        gaussians.quats,
+        gaussians.scales,
+        gaussians.opacities,
+        gaussians.colors,
+        view.camera,
+        background=model.background_color(),
+        config=config.raster,
+    )
+    return out.colors, out, gaussians
+
+
+def color_loss(
+    model: ScaffoldModel, image: Tensor, target: Tensor, scales: Tensor, config: TrainConfig, use_mask: bool
+) -> Tensor:
+    """The stage-1 distortion loss of METHOD §3 without its rate term."""
+    w = config.loss
+    loss = (1 - w.ssim) * (image - target).abs().mean() + w.ssim * ssim_loss_term(image, target)
+    if scales.numel():
+        loss = loss + w.volume * scales.prod(dim=1).mean()
+    if use_mask:
+        loss = loss + w.mask * torch.sigmoid(model.mask_logits).mean()
+    return loss
+
+
+class Trainer:
+    """Owns the model, optimizer, densifier and checkpoints of one run directory."""
+
+    def __init__(self, scene: SceneData, config: TrainConfig, run_dir: Path) -> None:
+        self.scene = scene
+        self.config = config
+        self.run_dir = run_dir
+        self.radius = scene.extent / 2
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.model = initial_model(scene, config, self.generator)
+        self.optimizer = build_optimizer(self.model, config, self.radius)
+        self.densifier = AnchorDensifier(config.densify)
+        self.densifier.reset(self.model.n_anchors, config.scaffold.n_offsets)
+        self.iteration = 0
+        self.order: list[int] = []
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    def save_checkpoint(self) -> None:
+        save_torch(
+            self.checkpoint_path,
+            {
+                "iteration": self.iteration,
+                "scene": scene_state(self.model),
+                "optimizer": self.optimizer.state_dict(),
+                "densifier": self.densifier.state_dict(),
+                "order": list(self.order),
+                "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "config": self.config.to_dict(),
+            },
+        )
+
+    def load_checkpoint(self) -> None:
+        """Continue exactly where the last checkpoint left off."""
+        state = load_torch(self.checkpoint_path)
+        if state.get("config") != self.config.to_dict():
+            raise RunError(f"{self.checkpoint_path}: was written with another configuration")
+        self.model = model_from_state(state["scene"], self.checkpoint_path)
+        self.optimizer = build_optimizer(self.model, self.config, self.radius)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.densifier.load_state_dict(state["densifier"])
+        self.iteration = state["iteration"]
+        self.order = list(state["order"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def next_view(self) -> View:
+        """Views in a fresh random order each epoch (3DGS)."""
+        if not self.order:
+            n = len(self.scene.train)
+            self.order = torch.randperm(n, generator=self.generator).tolist()
+        return self.scene.train[self.order.pop()]
+
+    def step(self) -> tuple[float, float, int]:
+        """One iteration; returns (loss, psnr, number of Gaussians drawn)."""
+        cfg = self.config
+        self.iteration += 1
+        update_learning_rates(self.optimizer, cfg, self.radius, self.iteration)
+        view = self.next_view()
+        use_mask = self.iteration >= cfg.mask_start
+        image, out, gaussians = render_view(self.model, view, cfg, use_mask)
+        loss = color_loss(self.model, image, view.image, gaussians.scales, cfg, use_mask)
+        densifying = self.densifier.active(self.iteration)
+        if densifying:
+            out.means2d.retain_grad()
+        loss.backward()
+        if densifying and out.means2d.grad is not None:
+            visible = torch.zeros(self.model.n_anchors, dtype=torch.bool)
+            visible[gaussians.anchor_index] = True
+            self.densifier.accumulate(
+                gaussians, visible, out.means2d.grad, out.radii, view.camera.width, view.camera.height
+            )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if densifying and self.iteration % cfg.densify.interval == 0:
+            self.densifier.step(self.model, self.optimizer)
+        with torch.no_grad():
+            return float(loss), psnr(image.detach(), view.image), int(gaussians.means.shape[0])
+
+    def train(self, resume: bool = False, progress: TrainProgress | None = None) -> TrainResult:
+        """Run to ``config.iterations``, checkpointing as it goes; writes ``scene.pt`` at the end."""
+        if resume:
+            self.load_checkpoint()
+        cfg = self.config
+        started = time.perf_counter()
+        recent_psnr: list[float] = []
+        n_gaussians = 0
+        with progress or TrainProgress(cfg.iterations, quiet=True) as bar:
+            bar.start_at(self.iteration)
+            while self.iteration < cfg.iterations:
+                loss, step_psnr, n_gaussians = self.step()
+                recent_psnr = (recent_psnr + [step_psnr])[-cfg.log_every :]
+                if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
+                    bar.update(
+                        self.iteration,
+                        loss=loss,
+                        psnr=sum(recent_psnr) / len(recent_psnr),
+                        gaussians=n_gaussians,
+                        anchors=self.model.n_anchors,
+                    )
+                if self.iteration % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+        self.save_checkpoint()
+        scene_path = self.run_dir / SCENE_NAME
+        save_torch(scene_path, scene_state(self.model))
+        return TrainResult(
+            iterations=self.iteration,
+            seconds=time.perf_counter() - started,
+            n_anchors=self.model.n_anchors,
+            n_gaussians=n_gaussians,
+            train_psnr=sum(recent_psnr) / max(len(recent_psnr), 1),
+            scene_path=scene_path,
+        )

@@ -1,0 +1,82 @@
+import struct
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from csgaussian.codec.container import StreamError
+from csgaussian.codec.weights import pack_tensors, unpack_tensors
+
+NAMED = {
+    "trunk.0.weight": torch.randn(64, 51),
+    "trunk.0.bias": torch.randn(64),
+    "scalar": torch.tensor(3.5),
+    "empty": torch.zeros(0, 7),
+    "héad.w": torch.randn(2, 3, 4, 5),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_round_trip(dtype):
+    data = pack_tensors(NAMED, dtype)
+    out = unpack_tensors(data)
+    assert list(out) == list(NAMED)
+    for name, t in NAMED.items():
+        assert out[name].shape == t.shape and out[name].dtype == torch.float32
+        expect = t.half().float() if dtype == "float16" else t
+        assert torch.equal(out[name], expect)
+    n = sum(t.numel() for t in NAMED.values())
+    assert len(data) < n * (2 if dtype == "float16" else 4) + 40 * len(NAMED)
+
+
+def test_state_dict_of_a_module_round_trips():
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    clone = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    clone.load_state_dict(unpack_tensors(pack_tensors(model.state_dict())))
+    x = torch.randn(3, 5)
+    assert torch.equal(model(x), clone(x))
+
+
+def test_pack_rejects_bad_input():
+    with pytest.raises(ValueError, match="float"):
+        pack_tensors({"i": torch.arange(3)})
+    with pytest.raises(ValueError, match="dtype"):
+        pack_tensors(NAMED, "int8")  # type: ignore[arg-type]
+
+
+def test_specific_corruptions():
+    data = pack_tensors({"w": torch.ones(2, 2)})
+    with pytest.raises(StreamError, match="tensor 'w' needs 16 bytes, 15 remain"):
+        unpack_tensors(data[:-1])
+    with pytest.raises(StreamError, match="trailing"):
+        unpack_tensors(data + b"\x00")
+    huge = (
+        struct.pack("<HB", 1, 1)
+        + b"w"
+        + struct.pack("<BB", 0, 3)
+        + struct.pack("<3I", *[2**31] * 3)
+    )
+    with pytest.raises(StreamError, match="truncated weights"):
+        unpack_tensors(huge)
+    with pytest.raises(StreamError, match="rank"):
+        unpack_tensors(struct.pack("<HB", 1, 1) + b"w" + struct.pack("<BB", 0, 200))
+
+
+@settings(max_examples=300, deadline=1000)
+@given(st.data())
+def test_random_corruption_is_a_stream_error_or_a_valid_dict(data):
+    blob = bytearray(pack_tensors({"a": torch.randn(3, 4), "b": torch.randn(5)}, "float16"))
+    kind = data.draw(st.sampled_from(["cut", "flip", "garbage"]))
+    if kind == "cut":
+        blob = blob[: data.draw(st.integers(0, len(blob) - 1))]
+    elif kind == "flip":
+        for pos in data.draw(st.lists(st.integers(0, len(blob) - 1), min_size=1, max_size=3)):
+            blob[pos] ^= data.draw(st.integers(1, 255))
+    else:
+        blob = bytearray(data.draw(st.binary(max_size=200)))
+    try:
+        out = unpack_tensors(bytes(blob))
+    except StreamError:
+        return
+    assert all(isinstance(t, torch.Tensor) for t in out.values())

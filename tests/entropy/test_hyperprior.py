@@ -1,0 +1,125 @@
+import pytest
+import torch
+
+from csgaussian.entropy.hashgrid import HashGridConfig, HashGridHyperprior
+from csgaussian.entropy.hyperprior import (
+    DEFAULT_GROUPS,
+    AttributeHyperprior,
+    INRConfig,
+    INRHyperprior,
+    PositionalEmbedding,
+    to_symbol_units,
+)
+
+MODELS = [INRHyperprior, HashGridHyperprior]
+
+
+def field_values(pos: torch.Tensor, channels: int) -> torch.Tensor:
+    """A smooth attribute field [N, C] of positions [N, 3] (amplitude ~ 6 quantization steps)."""
+    k = torch.arange(1, channels + 1, dtype=pos.dtype)
+    return 4.0 * torch.sin(2.0 * pos[:, :1] * k) + 3.0 * torch.cos(1.5 * pos[:, 1:2] + k)
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny tensors train faster on one thread, and do not stall when the cores are busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def field(single_thread):
+    torch.manual_seed(0)
+    pos = torch.rand(512, 3) * 2 - 1
+    return pos, {"feature": field_values(pos, 8)}
+
+
+def fit(model: torch.nn.Module, pos: torch.Tensor, values: dict, steps: int, lr: float) -> None:
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        out = model(pos, values, "noise")
+        loss = torch.stack([o.bits.mean() for o in out.values()]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def test_positional_embedding_layout():
+    emb = PositionalEmbedding(3)
+    x = torch.tensor([[0.5, -1.0, 0.25]])
+    y = emb(x)
+    assert y.shape == (1, 3 + 18) == (1, emb.out_dim)
+    assert torch.equal(y[:, :3], x)
+    assert torch.allclose(
+        y[0, 3:12], torch.sin(torch.pi * torch.tensor([0.5, 1, 2, -1, -2, -4, 0.25, 0.5, 1.0]))
+    )
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_output_shapes_positivity_and_gradients(cls):
+    torch.manual_seed(0)
+    model = cls()
+    assert isinstance(model, AttributeHyperprior)
+    pos = torch.rand(64, 3) * 2 - 1
+    values = {g: torch.randn(64, c) for g, c in DEFAULT_GROUPS.items()}
+    params = model.params(pos)
+    for g, c in DEFAULT_GROUPS.items():
+        assert params[g].mean.shape == (64, c) and params[g].scale.shape == (64, c)
+        assert params[g].r.shape == (64, 1) and torch.all(params[g].scale > 0)
+    out = model(pos, values, "round")
+    for g, c in DEFAULT_GROUPS.items():
+        assert out[g].x_hat.shape == out[g].bits.shape == (64, c)
+        assert torch.all(torch.isfinite(out[g].bits)) and torch.all(out[g].bits >= 0)
+        assert torch.allclose(
+            torch.remainder(out[g].x_hat / out[g].step + 0.5, 1.0),
+            torch.full((64, c), 0.5),
+            atol=1e-3,
+        )
+    sum(o.bits.sum() for o in out.values()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+
+
+def test_parameter_counts():
+    inr = INRHyperprior()
+    grid = HashGridHyperprior()
+    embed = 3 + 6 * INRConfig().n_freqs
+    heads = sum(64 * (2 * c + 1) + 2 * c + 1 for c in DEFAULT_GROUPS.values())
+    assert inr.num_parameters() == (embed * 64 + 64) + (64 * 64 + 64) + heads
+    cfg = HashGridConfig()
+    tables = sum(t.numel() for t in grid.encoder.tables)
+    assert tables <= cfg.n_levels * 2**cfg.log2_table_size * cfg.n_features
+    assert grid.num_parameters() == tables + (24 * 64 + 64) + (64 * 64 + 64) + heads
+    assert grid.num_parameters() > 5 * inr.num_parameters()
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_training_lowers_bits_on_a_position_dependent_field(cls, field):
+    pos, values = field
+    model = cls(groups={"feature": 8})
+
+    def evaluate():
+        with torch.no_grad():
+            out = model(pos, values, "round")["feature"]
+        return float(out.bits.mean()), float((out.params.mean - values["feature"]).pow(2).mean())
+
+    bits0, err0 = evaluate()
+    fit(model, pos, values, steps=200, lr=1e-2)
+    bits1, err1 = evaluate()
+    assert bits1 < 0.6 * bits0
+    assert err1 < 0.25 * err0
+
+
+def test_symbol_units_match_quantization_and_run_in_float64():
+    torch.manual_seed(1)
+    model = INRHyperprior(groups={"scaling": 6}).double()
+    pos = torch.rand(32, 3, dtype=torch.float64) * 2 - 1
+    x = torch.randn(32, 6, dtype=torch.float64) * 0.01
+    p = model.params(pos)["scaling"]
+    step, mean_sym, scale_sym = to_symbol_units(p, model.quant.q0("scaling"))
+    assert mean_sym.dtype == torch.float64 and step.shape == (32, 1)
+    out = model(pos, {"scaling": x}, "round")["scaling"]
+    assert torch.allclose(out.x_hat, torch.round(x / step) * step)
+    assert torch.allclose(mean_sym * step, p.mean) and torch.all(scale_sym > 0)

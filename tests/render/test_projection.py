@@ -1,0 +1,69 @@
+"""EWA projection: rotations, covariances, screen positions, culling and tile rectangles."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from csgaussian.render import RasterConfig
+from csgaussian.render.projection import (
+    covariance_3d,
+    project_gaussians,
+    quat_to_rotmat,
+    tile_rects,
+)
+
+
+def test_rotmat_is_orthonormal_and_matches_known_rotation() -> None:
+    q = torch.randn(10, 4, dtype=torch.float64)
+    R = quat_to_rotmat(q)
+    eye = torch.eye(3, dtype=torch.float64).expand(10, 3, 3)
+    torch.testing.assert_close(R @ R.transpose(1, 2), eye)
+    torch.testing.assert_close(torch.linalg.det(R), torch.ones(10, dtype=torch.float64))
+    # 90 degrees about z, unnormalised quaternion: x -> y
+    half = math.sqrt(0.5)
+    Rz = quat_to_rotmat(torch.tensor([[2 * half, 0.0, 0.0, 2 * half]], dtype=torch.float64))[0]
+    torch.testing.assert_close(Rz @ torch.tensor([1.0, 0, 0], dtype=torch.float64),
+                               torch.tensor([0.0, 1, 0], dtype=torch.float64))  # fmt: skip
+
+
+def test_covariance_eigenvalues_are_squared_scales() -> None:
+    q, s = torch.randn(5, 4, dtype=torch.float64), torch.rand(5, 3, dtype=torch.float64) + 0.1
+    eig = torch.linalg.eigvalsh(covariance_3d(q, s))
+    torch.testing.assert_close(eig, torch.sort(s**2, dim=-1).values)
+
+
+def test_isotropic_gaussian_on_axis(camera) -> None:
+    cam = camera(32, 24, focal=30.0)
+    s, z = 0.05, 2.0
+    proj = project_gaussians(
+        torch.tensor([[0.0, 0.0, z]]), torch.tensor([[1.0, 0, 0, 0]]),
+        torch.full((1, 3), s), cam, RasterConfig(),
+    )  # fmt: skip
+    var = (30.0 * s / z) ** 2 + 0.3
+    torch.testing.assert_close(proj.means2d, torch.tensor([[16.0, 12.0]]))
+    torch.testing.assert_close(proj.conics, torch.tensor([[1 / var, 0.0, 1 / var]]))
+    torch.testing.assert_close(proj.depths, torch.tensor([z]))
+    assert proj.radii.dtype == torch.int32
+    assert int(proj.radii[0]) == math.ceil(3 * math.sqrt(var))
+
+
+def test_culling_behind_near_and_off_screen(camera) -> None:
+    means = torch.tensor([[0.0, 0, -1.0], [0.0, 0, 0.005], [50.0, 0, 2.0], [0.1, 0.1, 2.0]])
+    n = means.shape[0]
+    quats = torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4)
+    proj = project_gaussians(means, quats, torch.full((n, 3), 0.01), camera(), RasterConfig())
+    assert proj.radii.tolist()[:3] == [0, 0, 0]
+    assert int(proj.radii[3]) > 0
+    assert torch.isfinite(proj.means2d).all() and torch.isfinite(proj.conics).all()
+
+
+def test_tile_rects_straddling_and_clamped() -> None:
+    means2d = torch.tensor([[16.0, 16.0], [2.0, 2.0], [40.0, 5.0], [8.0, 8.0]])
+    radii = torch.tensor([3, 5, 100, 0], dtype=torch.int32)
+    rects = tile_rects(means2d, radii, width=40, height=24, tile_size=16).tolist()
+    assert rects[0] == [0, 0, 2, 2]  # straddles the corner of four tiles
+    assert rects[1] == [0, 0, 1, 1]  # clamped at the image origin
+    assert rects[2] == [0, 0, 3, 2]  # clamped to 3 x 2 tiles
+    assert rects[3] == [0, 0, 0, 0]  # culled: empty
