@@ -146,14 +146,14 @@ def voxelize(points: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndar
     return grid.astype(np.uint16), lo.astype(np.float64) * voxel_size
 
 
-def grid_to_unit_cube(grid: np.ndarray) -> np.ndarray:
-    """Hyperprior input: voxel centres of ``grid`` [N, 3] in the octree cube, mapped to [-1, 1]^3.
+def grid_to_unit_cube(grid: np.ndarray, depth: int) -> np.ndarray:
+    """Hyperprior input: voxel centres of ``grid`` [N, 3] in the cube ``[0, 2^depth)^3``, mapped
+    to [-1, 1]^3.
 
-    ``(2 g + 1) / 2^D - 1`` with ``D`` the octree depth: exact in float64, so encoder and decoder
-    (which only has the decoded grid) feed bit-identical positions to the hyperprior.
+    ``(2 g + 1) / 2^depth - 1``: exact in float64, so encoder and decoder (which only has the
+    decoded grid and the stored depth) feed bit-identical positions to the hyperprior.
     """
     g = np.asarray(grid, dtype=np.float64)
-    depth = int(np.asarray(grid).max()).bit_length() if len(g) else 0
     return (2.0 * g + 1.0) / float(2**depth) - 1.0
 
 
@@ -294,15 +294,6 @@ def _neighbour_feature(
             n += np.where(idx >= 0, (occ[np.maximum(idx, 0)] >> (7 - slot)) & 1, 0)
         counts.append(n)
     return 4 + 3 * np.minimum(counts[0], 3) + np.minimum(counts[1], 2)
-
-
-def _chunks(n: int) -> list[tuple[int, int]]:
-    """Batch boundaries: sizes FIRST_CHUNK, doubling up to MAX_CHUNK (counts update between)."""
-    out, start, size = [], 0, FIRST_CHUNK
-    while start < n:
-        out.append((start, min(n, start + size)))
-        start, size = start + size, min(MAX_CHUNK, 2 * size)
-    return out
 
 
 def _code_level(

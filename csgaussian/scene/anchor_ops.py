@@ -14,36 +14,37 @@ def edit_anchors(
     model: ScaffoldModel,
     optimizer: torch.optim.Optimizer,
     keep: Tensor | None = None,
-    new_positions: Tensor | None = None,
+    new_cells: Tensor | None = None,
     new_values: dict[str, Tensor] | None = None,
 ) -> None:
     """Drop anchors (``keep`` [N] bool) and/or append new ones, keeping Adam moments aligned.
 
-    New anchors get zero moments. ``new_values`` maps every name of
-    ``model.anchor_parameters()`` to ``[M, ...]`` initial values for the ``M`` new anchors.
+    New anchors sit at lattice ``new_cells`` ([M, 3] int64) and get zero moments.
+    ``new_values`` maps every name of ``model.anchor_parameters()`` to their ``[M, ...]`` values.
     """
     params = model.anchor_parameters()
     for name, param in params.items():
         data = param.data if keep is None else param.data[keep]
-        if new_positions is not None:
+        if new_cells is not None:
             data = torch.cat([data, new_values[name].to(data)], dim=0)
         state = optimizer.state.pop(param, None)
         new_param = torch.nn.Parameter(data)
         if state is not None:
             for key in ("exp_avg", "exp_avg_sq"):
                 moment = state[key] if keep is None else state[key][keep]
-                if new_positions is not None:
-                    pad = torch.zeros((new_positions.shape[0],) + moment.shape[1:]).to(moment)
+                if new_cells is not None:
+                    pad = torch.zeros((new_cells.shape[0],) + moment.shape[1:]).to(moment)
                     moment = torch.cat([moment, pad], dim=0)
                 state[key] = moment
             optimizer.state[new_param] = state
         for group in optimizer.param_groups:
             group["params"] = [new_param if p is param else p for p in group["params"]]
         setattr(model, name, new_param)
-    anchors = model.anchors if keep is None else model.anchors[keep]
-    if new_positions is not None:
-        anchors = torch.cat([anchors, new_positions.to(anchors)], dim=0)
-    model.anchors = anchors
+    cells = model.anchor_cells if keep is None else model.anchor_cells[keep]
+    if new_cells is not None:
+        cells = torch.cat([cells, new_cells.to(cells)], dim=0)
+    model.anchor_cells = cells
+    model.anchors = model.grid.positions(cells)
 
 
 @dataclass(frozen=True)
@@ -154,43 +155,50 @@ class AnchorDensifier:
         return grown, n_pruned
 
     def _grow(self, model: ScaffoldModel, optimizer: torch.optim.Optimizer) -> int:
+        """Scaffold-GS anchor growing on ``update_depth`` lattice levels, coarse to fine.
+
+        Level ``i`` groups candidate neural Gaussians into cells of ``init_factor /
+        hierarchy_factor**i`` voxels; an empty cell becomes an anchor at its centre voxel.
+        """
         cfg = self.config
+        grid = model.grid
         grads = torch.nan_to_num(self.grad_accum / self.grad_visits)  # [N, K]
         seen = self.grad_visits > cfg.interval * cfg.success_threshold * 0.5
         k = model.config.n_offsets
         scaling = torch.exp(model.log_scaling.data)
         positions = model.anchors[:, None] + model.offsets.data * scaling[:, None, :3]  # [N, K, 3]
-        new_positions, new_features, new_sizes = [], [], []
-        existing = model.anchors
+        voxel_cells = grid.cells(positions.reshape(-1, 3)).view(-1, k, 3)  # [N, K, 3]
+        existing = model.anchor_cells
+        new_cells, new_features, new_sizes = [], [], []
         for level in range(cfg.update_depth):
             threshold = cfg.grad_threshold * (cfg.hierarchy_factor // 2) ** level
             candidate = (grads >= threshold) & seen
             candidate &= torch.rand_like(grads) > 0.5 ** (level + 1)
+            candidate &= grid.inside(voxel_cells.view(-1, 3)).view(-1, k)
             if not candidate.any():
                 continue
-            size = model.voxel_size * cfg.init_factor / cfg.hierarchy_factor**level
-            cells, inverse = torch.unique(
-                torch.round(positions[candidate] / size).long(), dim=0, return_inverse=True
+            factor = max(1, cfg.init_factor // cfg.hierarchy_factor**level)  # voxels per cell
+            coarse, inverse = torch.unique(
+                torch.div(voxel_cells[candidate], factor, rounding_mode="floor"),
+                dim=0,
+                return_inverse=True,
             )
-            occupied = torch.round(existing / size).long()
-            fresh = ~_rows_in(cells, occupied)
+            fresh = ~_rows_in(coarse, torch.div(existing, factor, rounding_mode="floor"))
             if not fresh.any():
                 continue
             source_features = model.features.data[:, None].expand(-1, k, -1)[candidate]
-            pooled = torch.zeros(cells.shape[0], source_features.shape[1])
-            pooled.index_reduce_(0, inverse, source_features, "amax", include_self=False)
-            new_positions.append(cells[fresh].float() * size)
+            index = inverse[:, None].expand_as(source_features)
+            pooled = torch.zeros(coarse.shape[0], source_features.shape[1])
+            pooled.scatter_reduce_(0, index, source_features, "amax", include_self=False)
+            cells = coarse[fresh] * factor + factor // 2
+            new_cells.append(cells)
             new_features.append(pooled[fresh])
-            new_sizes.append(torch.full((int(fresh.sum()),), size))
-            existing = torch.cat([existing, new_positions[-1]])
+            new_sizes.append(torch.full((cells.shape[0],), factor * grid.voxel_size))
+            existing = torch.cat([existing, cells])
         self.grad_accum[seen] = 0
         self.grad_visits[seen] = 0
-        if not new_positions:
-            return 0
-        positions_new = torch.cat(new_positions)
         budget = max(0, cfg.max_anchors - model.n_anchors)
-        positions_new = positions_new[:budget]
-        m = positions_new.shape[0]
+        m = min(budget, sum(c.shape[0] for c in new_cells))
         if m == 0:
             return 0
         values = {
@@ -199,7 +207,7 @@ class AnchorDensifier:
             "offsets": torch.zeros(m, k, 3),
             "mask_logits": torch.full((m, k), model.config.mask_logit_init),
         }
-        edit_anchors(model, optimizer, new_positions=positions_new, new_values=values)
+        edit_anchors(model, optimizer, new_cells=torch.cat(new_cells)[:m], new_values=values)
         for name, value in self.state_dict().items():
             pad = torch.zeros((m,) + value.shape[1:])
             setattr(self, name, torch.cat([value, pad]))
@@ -216,4 +224,5 @@ def _rows_in(rows: Tensor, table: Tensor) -> Tensor:
     def key(x: Tensor) -> Tensor:
         x = x - lo
         return (x[:, 0] * span[1] + x[:, 1]) * span[2] + x[:, 2]
+
     return torch.isin(key(rows), key(table))

@@ -7,6 +7,7 @@ opacity, colour and covariance of the anchor's K neural Gaussians.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +44,44 @@ class ScaffoldConfig:
         return self.feature_dim + 4
 
 
+@dataclass(frozen=True)
+class AnchorGrid:
+    """The integer lattice anchors live on: world = (origin + cell) * voxel_size.
+
+    Cells lie in ``[0, 2^depth)^3``; the lattice is fixed for a scene, so that anchor positions
+    are coded losslessly and the hyperprior sees the same normalised positions throughout.
+    """
+
+    voxel_size: float
+    origin: tuple[int, int, int]
+    depth: int
+
+    @classmethod
+    def covering(cls, bounds: Tensor, voxel_size: float, margin: float) -> AnchorGrid:
+        """The smallest power-of-two cube of voxels holding ``bounds`` ([2, 3]) plus ``margin``."""
+        center = (bounds[0] + bounds[1]) / 2
+        half = float((bounds[1] - bounds[0]).max()) / 2 * (1 + margin)
+        low = torch.floor((center - half) / voxel_size).long()
+        depth = max(1, math.ceil(math.log2(max(2 * half / voxel_size, 1.0)) + 1e-9))
+        return cls(voxel_size, tuple(int(v) for v in low), depth)
+
+    def cells(self, points: Tensor) -> Tensor:
+        """Integer cells ``[P, 3]`` of world points ``[P, 3]`` (nearest lattice point)."""
+        return torch.round(points / self.voxel_size).long() - torch.tensor(self.origin)
+
+    def inside(self, cells: Tensor) -> Tensor:
+        """``[P]`` bool: cells inside the lattice cube."""
+        return ((cells >= 0) & (cells < 2**self.depth)).all(dim=1)
+
+    def positions(self, cells: Tensor) -> Tensor:
+        """World positions ``[P, 3]`` (float32) of ``cells``: the decoder computes the same."""
+        return (cells + torch.tensor(self.origin)).double().mul(self.voxel_size).float()
+
+    def unit_cube(self, cells: Tensor) -> Tensor:
+        """Cell centres mapped to [-1, 1]^3, float64 and exact (the hyperprior input)."""
+        return (2.0 * cells.double() + 1.0) / float(2**self.depth) - 1.0
+
+
 def _mlp(in_dim: int, hidden: int, out_dim: int, head: nn.Module | None) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim)]
     if head is not None:
@@ -66,15 +105,16 @@ class NeuralGaussians:
 class ScaffoldModel(nn.Module):
     """Anchors plus the opacity, colour and covariance MLPs."""
 
-    def __init__(self, anchors: Tensor, voxel_size: float, config: ScaffoldConfig) -> None:
-        """Create anchors at ``anchors`` ([N, 3], already on voxel centres) with zero features."""
+    def __init__(self, cells: Tensor, grid: AnchorGrid, config: ScaffoldConfig) -> None:
+        """Create anchors at lattice ``cells`` ([N, 3] int64) of ``grid`` with zero features."""
         super().__init__()
         self.config = config
-        self.voxel_size = float(voxel_size)
-        n, k = anchors.shape[0], config.n_offsets
-        self.register_buffer("anchors", anchors.float().clone())  # [N, 3], fixed (Scaffold-GS)
+        self.grid = grid
+        n, k = cells.shape[0], config.n_offsets
+        self.register_buffer("anchor_cells", cells.long().clone())  # [N, 3]
+        self.register_buffer("anchors", grid.positions(cells))  # [N, 3], fixed (Scaffold-GS)
         self.features = nn.Parameter(torch.zeros(n, config.feature_dim))
-        self.log_scaling = nn.Parameter(torch.full((n, 6), float(torch.log(torch.tensor(voxel_size)))))
+        self.log_scaling = nn.Parameter(torch.full((n, 6), math.log(grid.voxel_size)))
         self.offsets = nn.Parameter(torch.zeros(n, k, 3))
         self.mask_logits = nn.Parameter(torch.full((n, k), config.mask_logit_init))
         d, h = config.mlp_input_dim, config.hidden_dim
@@ -86,6 +126,10 @@ class ScaffoldModel(nn.Module):
     @property
     def n_anchors(self) -> int:
         return self.anchors.shape[0]
+
+    @property
+    def voxel_size(self) -> float:
+        return self.grid.voxel_size
 
     def anchor_parameters(self) -> dict[str, nn.Parameter]:
         """The per-anchor parameters, the ones growing and pruning edit (first dim = anchor)."""
@@ -120,22 +164,13 @@ class ScaffoldModel(nn.Module):
         inside_v = (uv[:, 1] > -margin_v) & (uv[:, 1] < camera.height + margin_v)
         return in_front & inside_u & inside_v
 
-    def neural_gaussians(
-        self,
-        camera: Camera,
-        attributes: dict[str, Tensor] | None = None,
-        use_mask: bool = True,
-    ) -> NeuralGaussians:
+    def neural_gaussians(self, camera: Camera, use_mask: bool = True) -> NeuralGaussians:
         """Spawn the Gaussians of the anchors visible from ``camera``.
 
-        Args:
-            camera: the view.
-            attributes: optional replacements for ``features``/``log_scaling``/``offsets``
-                (e.g. their quantized values during rate-distortion training), full ``[N, ...]``.
-            use_mask: apply the learnable offset mask (from the masking iteration on).
+        ``use_mask`` applies the learnable offset mask (from the masking iteration on).
         """
         visible = self.visible_anchors(camera).nonzero().squeeze(1)  # [V]
-        return self.spawn(visible, camera.center.to(self.anchors), attributes, use_mask)
+        return self.spawn(visible, camera.center.to(self.anchors), use_mask=use_mask)
 
     def spawn(
         self,
@@ -144,13 +179,21 @@ class ScaffoldModel(nn.Module):
         attributes: dict[str, Tensor] | None = None,
         use_mask: bool = True,
     ) -> NeuralGaussians:
-        """Neural Gaussians of the anchors ``anchor_ids`` ([V]) seen from the point ``eye`` ([3])."""
-        attrs = {"features": self.features, "log_scaling": self.log_scaling, "offsets": self.offsets}
+        """Neural Gaussians of the anchors ``anchor_ids`` ([V]) seen from the point ``eye`` ([3]).
+
+        ``attributes`` replaces ``features``/``log_scaling``/``offsets`` of those anchors with
+        ``[V, ...]`` values (their quantized versions in rate-distortion training).
+        """
+        attrs = {
+            "features": self.features[anchor_ids],
+            "log_scaling": self.log_scaling[anchor_ids],
+            "offsets": self.offsets[anchor_ids],
+        }
         attrs.update(attributes or {})
         anchors = self.anchors[anchor_ids]
-        features = attrs["features"][anchor_ids]
-        scaling = torch.exp(attrs["log_scaling"][anchor_ids])  # [V, 6]
-        offsets = attrs["offsets"][anchor_ids]  # [V, K, 3]
+        features = attrs["features"]  # [V, F]
+        scaling = torch.exp(attrs["log_scaling"])  # [V, 6]
+        offsets = attrs["offsets"]  # [V, K, 3]
         mask = self.offset_mask(use_mask)[anchor_ids]  # [V, K]
 
         to_anchor = anchors - eye
@@ -179,12 +222,6 @@ class ScaffoldModel(nn.Module):
         )
 
 
-def voxelize(points: Tensor, voxel_size: float) -> Tensor:
-    """Unique voxel centres ``[M, 3]`` of ``points`` ([P, 3]) on a grid of ``voxel_size``."""
-    cells = torch.unique(torch.round(points / voxel_size).long(), dim=0)
-    return cells.float() * voxel_size
-
-
 def nearest_neighbour_distance(points: Tensor, k: int = 3, chunk: int = 4096) -> Tensor:
     """Root mean squared distance of each point to its ``k`` nearest others, ``[P]``.
 
@@ -199,10 +236,12 @@ def nearest_neighbour_distance(points: Tensor, k: int = 3, chunk: int = 4096) ->
     return out
 
 
-def scaffold_from_points(points: Tensor, voxel_size: float, config: ScaffoldConfig) -> ScaffoldModel:
-    """Anchors at the voxel centres of ``points`` with nearest-neighbour initial scaling."""
-    anchors = voxelize(points, voxel_size)
-    model = ScaffoldModel(anchors, voxel_size, config)
-    spacing = nearest_neighbour_distance(anchors).clamp_min(voxel_size * 0.1)
+def scaffold_from_points(points: Tensor, grid: AnchorGrid, config: ScaffoldConfig) -> ScaffoldModel:
+    """Anchors at the lattice cells of ``points`` (deduplicated, outside ones dropped) with
+    nearest-neighbour initial scaling (Scaffold-GS)."""
+    cells = grid.cells(points)
+    cells = torch.unique(cells[grid.inside(cells)], dim=0)
+    model = ScaffoldModel(cells, grid, config)
+    spacing = nearest_neighbour_distance(model.anchors).clamp_min(grid.voxel_size * 0.1)
     model.log_scaling.data[:] = torch.log(spacing)[:, None]
     return model

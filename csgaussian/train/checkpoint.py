@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import os
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..scene.scaffold import ScaffoldConfig, ScaffoldModel
+from ..entropy.anchors import AnchorEntropyModel, RateConfig
+from ..scene.scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
+from .config import dataclass_from_dict
 
 CHECKPOINT_NAME = "checkpoint.pt"
 SCENE_NAME = "scene.pt"
@@ -23,7 +25,7 @@ class RunError(ValueError):
 
 
 def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -65,23 +67,32 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         raise RunError(f"{path}: malformed JSON ({err.msg}, line {err.lineno})") from None
 
 
-def scene_state(model: ScaffoldModel) -> dict[str, Any]:
-    """What a trained scene needs to render: config, voxel size and tensors."""
+def scene_state(model: ScaffoldModel, entropy: AnchorEntropyModel | None) -> dict[str, Any]:
+    """What a trained scene needs to render and to be encoded: configs and tensors."""
     return {
         "format": "csgaussian-scene",
         "scaffold": asdict(model.config),
-        "voxel_size": model.voxel_size,
+        "grid": asdict(model.grid),
         "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "rate": None if entropy is None else asdict(entropy.config),
+        "entropy": None if entropy is None else entropy.state_dict(),
     }
 
 
-def model_from_state(state: dict[str, Any], source: Path) -> ScaffoldModel:
-    """Rebuild a ScaffoldModel from :func:`scene_state` output."""
+def model_from_state(
+    state: dict[str, Any], source: Path
+) -> tuple[ScaffoldModel, AnchorEntropyModel | None]:
+    """Rebuild the scene (and its entropy model, if it was trained with one)."""
     try:
         config = ScaffoldConfig(**state["scaffold"])
+        grid = AnchorGrid(**{**state["grid"], "origin": tuple(state["grid"]["origin"])})
         tensors = state["state"]
-        model = ScaffoldModel(tensors["anchors"], state["voxel_size"], config)
+        model = ScaffoldModel(tensors["anchor_cells"], grid, config)
         model.load_state_dict(tensors)
+        entropy = None
+        if state.get("rate") is not None:
+            entropy = AnchorEntropyModel(model, dataclass_from_dict(RateConfig, state["rate"]))
+            entropy.load_state_dict(state["entropy"])
     except (KeyError, TypeError, RuntimeError) as err:
         raise RunError(f"{source}: not a csgaussian scene ({type(err).__name__}: {err})") from None
-    return model
+    return model, entropy

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
+from ..entropy.anchors import RateConfig
 from ..render import RasterConfig
 from ..scene.anchor_ops import DensifyConfig
 from ..scene.scaffold import ScaffoldConfig
@@ -55,6 +56,8 @@ class TrainConfig:
     """Iteration from which the learnable offset mask is applied [supp A.2]."""
     voxel_size_fraction: float = 0.004
     """Anchor voxel size as a fraction of the scene-bounds diagonal (ours)."""
+    grid_margin: float = 0.5
+    """The anchor lattice covers the scene bounds grown by this fraction; anchors never leave it."""
     random_init_points: int = 20_000
     """Points drawn uniformly in the bounds when the dataset has no point cloud (ours)."""
     checkpoint_every: int = 1_000
@@ -67,13 +70,22 @@ class TrainConfig:
     lr: LearningRates = field(default_factory=LearningRates)
     loss: LossWeights = field(default_factory=LossWeights)
     raster: RasterConfig = field(default_factory=RasterConfig)
+    rate: RateConfig | None = field(default_factory=RateConfig)
+    """Rate term and hyperprior; None trains plain Scaffold-GS (the uncompressed baseline)."""
+
+    @property
+    def rate_start(self) -> int | None:
+        """Iteration from which attributes are quantized and priced (None: never)."""
+        if self.rate is None:
+            return None
+        return max(1, round(self.rate.start_fraction * self.iterations))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return _from_dict(cls, data)
+        return dataclass_from_dict(cls, data)
 
     def with_iterations(self, iterations: int) -> TrainConfig:
         """Rescale every iteration-valued schedule to a new total, keeping their proportions."""
@@ -97,14 +109,17 @@ class TrainConfig:
         )
 
 
-def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+def dataclass_from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a (nested) config dataclass from its ``asdict`` form."""
     kwargs = {}
     for f in fields(cls):
         if f.name not in data:
             continue
         value = data[f.name]
         default = f.default_factory() if callable(f.default_factory) else f.default
-        kwargs[f.name] = _from_dict(type(default), value) if is_dataclass(default) else value
+        if value is not None and is_dataclass(default):
+            value = dataclass_from_dict(type(default), value)
+        kwargs[f.name] = value
     return cls(**kwargs)
 
 
@@ -112,6 +127,7 @@ PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
     "quick": TrainConfig(
         iterations=6_000,
+        random_init_points=5_000,
         mask_start=1_000,
         checkpoint_every=1_000,
         densify=DensifyConfig(start=300, interval=100, until=4_000),

@@ -10,10 +10,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..entropy.anchors import AnchorEntropyModel, QuantizedAnchors
+from ..entropy.quantize import QuantMode
 from ..eval.metrics import psnr, ssim_loss_term
-from ..render import rasterize_gaussians
+from ..render import RenderOutput, rasterize_gaussians
 from ..scene.anchor_ops import AnchorDensifier
-from ..scene.scaffold import ScaffoldModel, scaffold_from_points
+from ..scene.scaffold import AnchorGrid, NeuralGaussians, ScaffoldModel, scaffold_from_points
 from ..types import SceneData, View
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -40,16 +42,20 @@ class TrainResult:
     scene_path: Path
 
 
-def initial_model(scene: SceneData, config: TrainConfig, generator: torch.Generator) -> ScaffoldModel:
+def initial_model(
+    scene: SceneData, config: TrainConfig, generator: torch.Generator
+) -> ScaffoldModel:
     """Anchors from the dataset's point cloud, else uniform random points inside the bounds."""
-    voxel_size = config.voxel_size_fraction * scene.extent
+    grid = AnchorGrid.covering(
+        scene.bounds, config.voxel_size_fraction * scene.extent, config.grid_margin
+    )
     if scene.points is not None and scene.points.shape[0] > 0:
         points = scene.points.float()
     else:
         lo, hi = scene.bounds[0], scene.bounds[1]
         unit = torch.rand(config.random_init_points, 3, generator=generator)
         points = lo + unit * (hi - lo)
-    model = scaffold_from_points(points, voxel_size, config.scaffold)
+    model = scaffold_from_points(points, grid, config.scaffold)
     model.background.data[:] = torch.logit(scene.background.clamp(0.01, 0.99))
     return model
 
@@ -60,18 +66,26 @@ def exponential_lr(initial: float, final: float, step: int, total: int) -> float
     return math.exp((1 - t) * math.log(initial) + t * math.log(final))
 
 
-def build_optimizer(model: ScaffoldModel, config: TrainConfig, radius: float) -> torch.optim.Adam:
+def build_optimizer(
+    model: ScaffoldModel, entropy: AnchorEntropyModel | None, config: TrainConfig, radius: float
+) -> torch.optim.Adam:
     lr = config.lr
     groups = [
         {"name": "features", "params": [model.features], "lr": lr.features},
         {"name": "offsets", "params": [model.offsets], "lr": lr.offsets * radius},
         {"name": "mask_logits", "params": [model.mask_logits], "lr": lr.mask},
         {"name": "log_scaling", "params": [model.log_scaling], "lr": lr.scaling},
-        {"name": "opacity_mlp", "params": list(model.opacity_mlp.parameters()), "lr": lr.opacity_mlp},
+        {
+            "name": "opacity_mlp",
+            "params": list(model.opacity_mlp.parameters()),
+            "lr": lr.opacity_mlp,
+        },
         {"name": "color_mlp", "params": list(model.color_mlp.parameters()), "lr": lr.color_mlp},
         {"name": "cov_mlp", "params": list(model.cov_mlp.parameters()), "lr": lr.cov_mlp},
         {"name": "background", "params": [model.background], "lr": lr.background},
     ]
+    if entropy is not None:
+        groups.append({"name": "hyperprior", "params": list(entropy.parameters()), "lr": 0.0})
     return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
 
 
@@ -86,15 +100,36 @@ def update_learning_rates(
         "color_mlp": (lr.color_mlp, lr.color_mlp_final),
         "cov_mlp": (lr.cov_mlp, lr.cov_mlp_final),
     }
+    if config.rate is not None:
+        decayed["hyperprior"] = (config.rate.lr, config.rate.lr_final)
     for group in optimizer.param_groups:
         if group["name"] in decayed:
             start, end = decayed[group["name"]]
             group["lr"] = exponential_lr(start, end, step, config.iterations)
 
 
-def render_view(model: ScaffoldModel, view: View, config: TrainConfig, use_mask: bool):
-    """Render one training view; returns (image [H,W,3], render output, neural Gaussians)."""
-    gaussians = model.neural_gaussians(view.camera, use_mask=use_mask)
+def render_view(
+    model: ScaffoldModel,
+    view: View,
+    config: TrainConfig,
+    use_mask: bool,
+    entropy: AnchorEntropyModel | None = None,
+    mode: QuantMode = "noise",
+) -> tuple[Tensor, RenderOutput, NeuralGaussians, QuantizedAnchors | None]:
+    """Render one view, with its anchors quantized and priced when ``entropy`` is given.
+
+    Returns the image ``[H, W, 3]``, the render output, the neural Gaussians and the rate.
+    """
+    visible = model.visible_anchors(view.camera).nonzero().squeeze(1)
+    quantized = None
+    if entropy is not None:
+        quantized = entropy(model, visible, mode, model.offset_mask(use_mask)[visible])
+    gaussians = model.spawn(
+        visible,
+        view.camera.center,
+        quantized.attributes if quantized is not None else None,
+        use_mask=use_mask,
+    )
     out = rasterize_gaussians(
         gaussians.means,
         gaussians.quats,
@@ -105,11 +140,16 @@ def render_view(model: ScaffoldModel, view: View, config: TrainConfig, use_mask:
         background=model.background_color(),
         config=config.raster,
     )
-    return out.colors, out, gaussians
+    return out.colors, out, gaussians, quantized
 
 
 def color_loss(
-    model: ScaffoldModel, image: Tensor, target: Tensor, scales: Tensor, config: TrainConfig, use_mask: bool
+    model: ScaffoldModel,
+    image: Tensor,
+    target: Tensor,
+    scales: Tensor,
+    config: TrainConfig,
+    use_mask: bool,
 ) -> Tensor:
     """The stage-1 distortion loss of METHOD §3 without its rate term."""
     w = config.loss
@@ -129,13 +169,20 @@ class Trainer:
         self.config = config
         self.run_dir = run_dir
         self.radius = scene.extent / 2
+        torch.manual_seed(config.seed)  # network initialisation and quantization noise
         self.generator = torch.Generator().manual_seed(config.seed)
         self.model = initial_model(scene, config, self.generator)
-        self.optimizer = build_optimizer(self.model, config, self.radius)
+        self.entropy = self._entropy_model()
+        self.optimizer = build_optimizer(self.model, self.entropy, config, self.radius)
         self.densifier = AnchorDensifier(config.densify)
         self.densifier.reset(self.model.n_anchors, config.scaffold.n_offsets)
         self.iteration = 0
         self.order: list[int] = []
+
+    def _entropy_model(self) -> AnchorEntropyModel | None:
+        if self.config.rate is None:
+            return None
+        return AnchorEntropyModel(self.model, self.config.rate)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -146,7 +193,7 @@ class Trainer:
             self.checkpoint_path,
             {
                 "iteration": self.iteration,
-                "scene": scene_state(self.model),
+                "scene": scene_state(self.model, self.entropy),
                 "optimizer": self.optimizer.state_dict(),
                 "densifier": self.densifier.state_dict(),
                 "order": list(self.order),
@@ -161,8 +208,8 @@ class Trainer:
         state = load_torch(self.checkpoint_path)
         if state.get("config") != self.config.to_dict():
             raise RunError(f"{self.checkpoint_path}: was written with another configuration")
-        self.model = model_from_state(state["scene"], self.checkpoint_path)
-        self.optimizer = build_optimizer(self.model, self.config, self.radius)
+        self.model, self.entropy = model_from_state(state["scene"], self.checkpoint_path)
+        self.optimizer = build_optimizer(self.model, self.entropy, self.config, self.radius)
         self.optimizer.load_state_dict(state["optimizer"])
         self.densifier.load_state_dict(state["densifier"])
         self.iteration = state["iteration"]
@@ -184,8 +231,13 @@ class Trainer:
         update_learning_rates(self.optimizer, cfg, self.radius, self.iteration)
         view = self.next_view()
         use_mask = self.iteration >= cfg.mask_start
-        image, out, gaussians = render_view(self.model, view, cfg, use_mask)
+        pricing = cfg.rate_start is not None and self.iteration >= cfg.rate_start
+        image, out, gaussians, rate = render_view(
+            self.model, view, cfg, use_mask, self.entropy if pricing else None
+        )
         loss = color_loss(self.model, image, view.image, gaussians.scales, cfg, use_mask)
+        if rate is not None:
+            loss = loss + cfg.rate.lambda_rate * rate.bits_per_value
         densifying = self.densifier.active(self.iteration)
         if densifying:
             out.means2d.retain_grad()
@@ -194,7 +246,12 @@ class Trainer:
             visible = torch.zeros(self.model.n_anchors, dtype=torch.bool)
             visible[gaussians.anchor_index] = True
             self.densifier.accumulate(
-                gaussians, visible, out.means2d.grad, out.radii, view.camera.width, view.camera.height
+                gaussians,
+                visible,
+                out.means2d.grad,
+                out.radii,
+                view.camera.width,
+                view.camera.height,
             )
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -204,7 +261,7 @@ class Trainer:
             return float(loss), psnr(image.detach(), view.image), int(gaussians.means.shape[0])
 
     def train(self, resume: bool = False, progress: TrainProgress | None = None) -> TrainResult:
-        """Run to ``config.iterations``, checkpointing as it goes; writes ``scene.pt`` at the end."""
+        """Run to ``config.iterations``, writes ``scene.pt`` at the end."""
         if resume:
             self.load_checkpoint()
         cfg = self.config
@@ -228,7 +285,7 @@ class Trainer:
                     self.save_checkpoint()
         self.save_checkpoint()
         scene_path = self.run_dir / SCENE_NAME
-        save_torch(scene_path, scene_state(self.model))
+        save_torch(scene_path, scene_state(self.model, self.entropy))
         return TrainResult(
             iterations=self.iteration,
             seconds=time.perf_counter() - started,

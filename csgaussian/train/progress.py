@@ -66,5 +66,7 @@ def summary_table(title: str, rows: dict[str, Any]) -> Table:
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for name, value in rows.items():
-        table.add_row(name, _format(name, value).removeprefix(f"{name} ") if value is not None else "n/a")
+        table.add_row(
+            name, _format(name, value).removeprefix(f"{name} ") if value is not None else "n/a"
+        )
     return table

@@ -108,11 +108,11 @@ def test_corrupted_payload_is_detected():
 
 def test_grid_to_unit_cube_is_exact_and_centred():
     grid = np.array([[0, 0, 0], [1023, 512, 7]], dtype=np.uint16)
-    cube = grid_to_unit_cube(grid)
+    cube = grid_to_unit_cube(grid, 10)
     assert cube.dtype == np.float64
     assert np.array_equal(cube[0], [-1 + 1 / 1024] * 3)
     assert np.all(np.abs(cube) < 1)
-    assert np.array_equal(grid_to_unit_cube(decode_positions(encode_positions(grid))), cube)
+    assert np.array_equal(grid_to_unit_cube(decode_positions(encode_positions(grid)), 10), cube)
 
 
 def test_pinned_bitstream():

@@ -3,7 +3,12 @@
 import torch
 
 from csgaussian.scene.anchor_ops import AnchorDensifier, DensifyConfig, edit_anchors
-from csgaussian.scene.scaffold import ScaffoldConfig, ScaffoldModel, scaffold_from_points, voxelize
+from csgaussian.scene.scaffold import (
+    AnchorGrid,
+    ScaffoldConfig,
+    ScaffoldModel,
+    scaffold_from_points,
+)
 from csgaussian.types import Camera
 
 
@@ -16,16 +21,22 @@ def _camera() -> Camera:
 
 def _model(n: int = 50, seed: int = 0) -> ScaffoldModel:
     torch.manual_seed(seed)
-    model = scaffold_from_points(torch.rand(n, 3) - 0.5, 0.05, ScaffoldConfig())
+    grid = AnchorGrid.covering(torch.tensor([[-0.5] * 3, [0.5] * 3]), 0.05, margin=0.5)
+    model = scaffold_from_points(torch.rand(n, 3) - 0.5, grid, ScaffoldConfig())
     model.features.data.normal_()
     return model
 
 
-def test_voxelize_snaps_and_dedupes():
-    points = torch.tensor([[0.01, 0.0, 0.0], [0.02, 0.0, 0.0], [0.26, 0.0, 0.0]])
-    anchors = voxelize(points, 0.1)
-    assert anchors.shape == (2, 3)
-    assert torch.allclose(anchors[:, 0].sort().values, torch.tensor([0.0, 0.3]))
+def test_anchor_grid_snaps_dedupes_and_drops_outside_points():
+    grid = AnchorGrid.covering(torch.tensor([[0.0] * 3, [1.0] * 3]), 0.1, margin=0.0)
+    assert grid.depth == 4 and 2**grid.depth * 0.1 >= 1.0
+    points = torch.tensor([[0.01, 0.0, 0.0], [0.02, 0.0, 0.0], [0.26, 0.0, 0.0], [9.0, 0.0, 0.0]])
+    model = scaffold_from_points(points, grid, ScaffoldConfig())
+    assert model.n_anchors == 2
+    assert torch.allclose(model.anchors[:, 0].sort().values, torch.tensor([0.0, 0.3]))
+    assert torch.equal(model.anchors, grid.positions(model.anchor_cells))
+    cube = grid.unit_cube(model.anchor_cells)
+    assert cube.dtype == torch.float64 and (cube.abs() < 1).all()
 
 
 def test_neural_gaussians_geometry_follows_anchor_offsets_and_scaling():
@@ -36,7 +47,10 @@ def test_neural_gaussians_geometry_follows_anchor_offsets_and_scaling():
     assert (g.opacities > 0).all() and (g.scales > 0).all()
     assert torch.allclose(g.quats.norm(dim=1), torch.ones(len(g.quats)), atol=1e-5)
     scaling = torch.exp(model.log_scaling)[g.anchor_index]
-    expected = model.anchors[g.anchor_index] + model.offsets[g.anchor_index, g.offset_index] * scaling[:, :3]
+    expected = (
+        model.anchors[g.anchor_index]
+        + model.offsets[g.anchor_index, g.offset_index] * scaling[:, :3]
+    )
     assert torch.allclose(g.means, expected)
     assert (g.scales <= scaling[:, 3:] + 1e-6).all()  # sigmoid factor <= 1
 
@@ -68,15 +82,22 @@ def test_edit_anchors_keeps_adam_moments_aligned():
     before = optimizer.state[model.features]["exp_avg"].clone()
     keep = torch.arange(model.n_anchors) % 2 == 0
     anchors_kept = model.anchors[keep].clone()
-    new_values = {name: torch.ones((3,) + p.shape[1:]) for name, p in model.anchor_parameters().items()}
-    edit_anchors(model, optimizer, keep=keep, new_positions=torch.ones(3, 3), new_values=new_values)
+    new_values = {
+        name: torch.ones((3,) + p.shape[1:]) for name, p in model.anchor_parameters().items()
+    }
+    edit_anchors(
+        model,
+        optimizer,
+        keep=keep,
+        new_cells=torch.ones(3, 3, dtype=torch.long),
+        new_values=new_values,
+    )
     n_kept = int(keep.sum())
     assert model.n_anchors == n_kept + 3
     assert torch.equal(model.anchors[:n_kept], anchors_kept)
     state = optimizer.state[model.features]
     assert torch.equal(state["exp_avg"][:n_kept], before[keep])
     assert (state["exp_avg"][n_kept:] == 0).all()
-    assert all(p in optimizer.state or p is model.mask_logits for p in model.anchor_parameters().values())
     params_in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
     assert {id(p) for p in model.anchor_parameters().values()} <= params_in_optimizer
     loss = model.features.sum() + model.offsets.sum()

@@ -1,0 +1,209 @@
+"""The csgaussian stream: a trained scene to bytes and back (METHOD §3, §6).
+
+Base layer, in order: ``meta`` (JSON: shapes, lattice, entropy-model config), ``positions``
+(octree), ``masks`` (offset masks), ``renderer`` (the three MLPs and the background, float16),
+``hyperprior`` (MLP #1, float16), then ``feature``, ``scaling`` and ``offsets`` coded with the
+hyperprior's per-symbol Gaussians. The decoder needs this file and nothing else.
+
+Both sides derive every coding distribution from the same inputs: the decoded lattice cells, the
+float16 hyperprior weights, evaluated in float64, then snapped by
+:func:`csgaussian.codec.attributes.snap_distribution_params`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ..entropy.anchors import GROUP_PARAMETERS, AnchorEntropyModel, RateConfig
+from ..entropy.hyperprior import to_symbol_units
+from ..scene.scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
+from ..train.config import dataclass_from_dict
+from .attributes import decode_gaussian, encode_gaussian, estimate_bits
+from .container import StreamError, read_container, write_container
+from .flags import decode_flags, encode_flags
+from .octree import canonical_order, decode_positions, encode_positions
+from .weights import pack_tensors, unpack_tensors
+
+WEIGHT_DTYPE = "float16"
+"""Storage precision of network weights (ours: halves their bytes; the encoder renders with the
+rounded weights too, so decoded images match)."""
+MASK_LOGIT = 20.0
+"""Decoded mask logits: +-20 reproduces M exactly (sigmoid far from the threshold)."""
+RENDERER_PREFIXES = ("opacity_mlp.", "color_mlp.", "cov_mlp.", "background")
+
+
+@dataclass
+class EncodedScene:
+    """A stream and what it is made of."""
+
+    data: bytes = field(repr=False)
+    section_bytes: dict[str, int]
+    estimated_bits: dict[str, float]  # per coded attribute group, from the snapped distributions
+    model: ScaffoldModel = field(
+        repr=False
+    )  # the encoder-side quantized model: what the decoder will rebuild
+
+
+def _renderer_state(model: ScaffoldModel) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if k.startswith(RENDERER_PREFIXES)}
+
+
+def _coding_params(
+    hyperprior_state: dict[str, torch.Tensor], model: ScaffoldModel, rate: RateConfig
+) -> dict[str, tuple[torch.Tensor, np.ndarray, np.ndarray]]:
+    """Per group: step ``[N, 1]`` (float64), means and scales ``[N, C]`` in symbol units."""
+    entropy = AnchorEntropyModel(model, rate).double()
+    entropy.hyperprior.load_state_dict({k: v.double() for k, v in hyperprior_state.items()})
+    with torch.no_grad():
+        params = entropy.hyperprior.params(model.grid.unit_cube(model.anchor_cells))
+    out = {}
+    for group, p in params.items():
+        step, mean, scale = to_symbol_units(p, rate.quant.q0(group))
+        out[group] = (step, mean.numpy(), scale.numpy())
+    return out
+
+
+def _dequantize(symbols: np.ndarray, step: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Values ``symbols * step`` as float32 ``shape``: the one formula both sides use."""
+    values = torch.from_numpy(symbols.astype(np.float64)).view(step.shape[0], -1) * step
+    return values.float().view(shape)
+
+
+def encode_scene(model: ScaffoldModel, entropy: AnchorEntropyModel) -> EncodedScene:
+    """Quantize and entropy-code ``model`` with its trained ``entropy`` model."""
+    with torch.no_grad():
+        keep = model.offset_mask(use_mask=True) > 0.5  # [N, K]
+        alive = keep.any(dim=1)  # an anchor whose offsets are all masked is dropped
+        cells = model.anchor_cells[alive].numpy().astype(np.uint16)
+        order = torch.from_numpy(canonical_order(cells).astype(np.int64))
+        ids = alive.nonzero().squeeze(1)[order]
+        coded = ScaffoldModel(model.anchor_cells[ids], model.grid, model.config)
+        renderer = unpack_tensors(pack_tensors(_renderer_state(model), WEIGHT_DTYPE))
+        coded.load_state_dict(renderer, strict=False)
+        hyper_blob = pack_tensors(entropy.hyperprior.state_dict(), WEIGHT_DTYPE)
+        params = _coding_params(unpack_tensors(hyper_blob), coded, entropy.config)
+        mask = keep[ids]  # [N, K]
+
+        payloads: dict[str, bytes] = {}
+        estimated: dict[str, float] = {}
+        for group, name in GROUP_PARAMETERS.items():
+            step, mean, scale = params[group]
+            values = getattr(model, name).detach()[ids].double().reshape(len(ids), -1)
+            symbols = torch.round(values / step).numpy().astype(np.int64)
+            selected = _coded_entries(group, mask, symbols.shape)
+            payloads[group] = encode_gaussian(
+                symbols[selected].astype(np.int32), mean[selected], scale[selected]
+            )
+            estimated[group] = estimate_bits(symbols[selected], mean[selected], scale[selected])
+            symbols[~selected] = 0
+            getattr(coded, name).data[:] = _dequantize(symbols, step, getattr(coded, name).shape)
+        coded.mask_logits.data[:] = torch.where(mask, MASK_LOGIT, -MASK_LOGIT)
+
+    meta = {
+        "format": "csgaussian",
+        "n_anchors": len(ids),
+        "scaffold": asdict(model.config),
+        "grid": asdict(model.grid),
+        "rate": asdict(entropy.config),
+    }
+    sections = [
+        ("meta", json.dumps(meta).encode()),
+        ("positions", encode_positions(cells[order.numpy()])),
+        ("masks", encode_flags(mask.numpy())),
+        ("renderer", pack_tensors(_renderer_state(model), WEIGHT_DTYPE)),
+        ("hyperprior", hyper_blob),
+        *((group, payloads[group]) for group in GROUP_PARAMETERS),
+    ]
+    data = write_container(sections)
+    coded.eval()
+    return EncodedScene(data, {n: len(p) for n, p in sections}, estimated, coded)
+
+
+def _coded_entries(group: str, mask: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    """Boolean ``shape``: which symbols are transmitted (offsets only where the mask is on)."""
+    if group == "offsets":
+        return mask.repeat_interleave(3, dim=1).numpy()
+    return np.ones(shape, dtype=bool)
+
+
+def decode_scene(data: bytes) -> ScaffoldModel:
+    """Rebuild the scene from a stream alone; raises StreamError on anything malformed."""
+    sections = read_container(data, partial_ok=True)
+    config, grid, rate, n_anchors = _read_meta(sections)
+    cells = torch.from_numpy(decode_positions(sections["positions"]).astype(np.int64))
+    if cells.shape[0] != n_anchors:
+        raise StreamError(f"positions hold {cells.shape[0]} anchors, metadata says {n_anchors}")
+    model = ScaffoldModel(cells, grid, config)
+    mask = torch.from_numpy(decode_flags(sections["masks"]))
+    if mask.numel() != n_anchors * config.n_offsets:
+        raise StreamError("mask payload does not match the anchor count")
+    mask = mask.view(n_anchors, config.n_offsets)
+    try:
+        model.load_state_dict(unpack_tensors(sections["renderer"]), strict=False)
+        params = _coding_params(unpack_tensors(sections["hyperprior"]), model, rate)
+    except RuntimeError as err:
+        raise StreamError(
+            f"network weights do not fit the metadata ({err})".splitlines()[0]
+        ) from None
+    with torch.no_grad():
+        for group, name in GROUP_PARAMETERS.items():
+            step, mean, scale = params[group]
+            selected = _coded_entries(group, mask, mean.shape)
+            symbols = np.zeros(mean.shape, dtype=np.int64)
+            try:
+                coded = decode_gaussian(sections[group], mean[selected], scale[selected])
+            except ValueError as err:  # distributions from corrupt weights (NaN, huge means)
+                raise StreamError(f"cannot decode section '{group}' ({err})") from None
+            symbols[selected] = coded
+            getattr(model, name).data[:] = _dequantize(symbols, step, getattr(model, name).shape)
+        model.mask_logits.data[:] = torch.where(mask, MASK_LOGIT, -MASK_LOGIT)
+    model.eval()
+    return model
+
+
+META_LIMITS = {
+    "scaffold.feature_dim": 1024,
+    "scaffold.n_offsets": 64,
+    "scaffold.hidden_dim": 1024,
+    "grid.depth": 16,
+    "rate.inr.n_freqs": 24,
+    "rate.inr.mlp.width": 1024,
+    "rate.inr.mlp.depth": 16,
+    "rate.hashgrid.n_levels": 32,
+    "rate.hashgrid.n_features": 16,
+    "rate.hashgrid.log2_table_size": 22,
+    "rate.hashgrid.mlp.width": 1024,
+    "rate.hashgrid.mlp.depth": 16,
+}
+"""Bounds on metadata fields that size allocations: an untrusted header cannot ask for more."""
+
+
+def _read_meta(sections: dict[str, bytes]) -> tuple[ScaffoldConfig, AnchorGrid, RateConfig, int]:
+    required = ("meta", "positions", "masks", "renderer", "hyperprior", *GROUP_PARAMETERS)
+    missing = [name for name in required if name not in sections]
+    if missing:
+        raise StreamError(f"stream lacks section(s) {', '.join(missing)}")
+    try:
+        meta = json.loads(sections["meta"].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise StreamError("stream metadata is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != "csgaussian":
+        raise StreamError("stream metadata is not csgaussian's")
+    try:
+        for key, limit in META_LIMITS.items():
+            value = meta
+            for part in key.split("."):
+                value = value[part]
+            if not isinstance(value, int) or not 0 < value <= limit:
+                raise ValueError(f"{key} = {value!r} is outside 1..{limit}")
+        config = ScaffoldConfig(**meta["scaffold"])
+        grid = AnchorGrid(**{**meta["grid"], "origin": tuple(meta["grid"]["origin"])})
+        rate = dataclass_from_dict(RateConfig, meta["rate"])
+        n_anchors = int(meta["n_anchors"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise StreamError(f"bad stream metadata ({type(err).__name__}: {err})") from None
+    return config, grid, rate, n_anchors

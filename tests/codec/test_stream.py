@@ -1,0 +1,73 @@
+"""The .csg stream of a trained scene: exact decoding, honest sizes, refusal of damaged files."""
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from csgaussian import api
+from csgaussian.codec.container import StreamError
+from csgaussian.codec.stream import decode_scene, encode_scene
+from csgaussian.data import load_scene
+from csgaussian.train.config import preset
+from csgaussian.train.loop import render_view
+
+
+@pytest.fixture(scope="module")
+def encoded(tiny_run):
+    model, entropy = api.load_trained(tiny_run)
+    return encode_scene(model, entropy)
+
+
+def test_decoded_scene_equals_the_encoder_side_quantized_scene(encoded, tiny_scene):
+    decoded = decode_scene(encoded.data)
+    expected = encoded.model.state_dict()
+    for name, value in decoded.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    for view in load_scene(tiny_scene).test:
+        a = api.render_camera(decoded, view.camera)
+        b = api.render_camera(encoded.model, view.camera)
+        assert (a - b).abs().max() <= 1 / 255
+
+
+def test_coded_scene_is_the_training_time_rounded_scene(encoded, tiny_run, tiny_scene):
+    """What the codec writes is what rate-distortion training priced and rendered ("round")."""
+    model, entropy = api.load_trained(tiny_run)
+    assert encoded.model.n_anchors <= model.n_anchors
+    view = load_scene(tiny_scene).test[0]
+    with torch.no_grad():
+        rounded = render_view(model, view, preset("tiny"), True, entropy, mode="round")[0]
+    coded = api.render_camera(encoded.model, view.camera)
+    assert (rounded.clamp(0, 1) - coded).abs().mean() < 0.01
+
+
+def test_section_sizes_add_up_and_match_the_estimate(encoded):
+    assert sum(encoded.section_bytes.values()) < len(encoded.data)
+    for group, bits in encoded.estimated_bits.items():
+        actual = encoded.section_bytes[group]
+        assert abs(actual - bits / 8) <= 0.03 * bits / 8 + 16, group
+
+
+def test_stream_is_far_smaller_than_the_float_parameters(encoded):
+    model = encoded.model
+    fp32_bytes = 4 * sum(p.numel() for p in model.parameters()) + 12 * model.n_anchors
+    assert len(encoded.data) * 5 < fp32_bytes
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_damaged_streams_are_refused(encoded, data):
+    stream = bytearray(encoded.data)
+    kind = data.draw(st.sampled_from(["flip", "truncate", "garbage"]))
+    if kind == "flip":
+        bits = st.integers(0, len(stream) * 8 - 1)
+        for bit in data.draw(st.sets(bits, min_size=1, max_size=4)):
+            stream[bit // 8] ^= 1 << (bit % 8)
+    elif kind == "truncate":
+        stream = stream[: data.draw(st.integers(0, len(stream) - 1))]
+    else:
+        stream = bytearray(data.draw(st.binary(min_size=0, max_size=256)))
+    with pytest.raises(StreamError):
+        decode_scene(bytes(stream))
