@@ -12,20 +12,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .codec.container import StreamError, write_atomic
+from .codec.container import StreamError
 from .codec.stream import EncodedScene, decode_scene, encode_scene
 from .data import load_scene
 from .data.synthetic import ensure_demo_scene
 from .entropy.anchors import AnchorEntropyModel
 from .eval.metrics import evaluate_images, load_lpips
-from .export import write_gaussians_ply
-from .render import rasterize_gaussians
+from .fileio import atomic_write, write_bytes_atomic
+from .ply import write_gaussians_ply
+from .render import RasterConfig
 from .scene.scaffold import NeuralGaussians, ScaffoldModel
 from .train.checkpoint import (
     RUN_INFO_NAME,
     SCENE_NAME,
     RunError,
-    atomic_write,
     load_torch,
     model_from_state,
     read_run_info,
@@ -35,7 +35,7 @@ from .train.checkpoint import (
 )
 from .train.config import TrainConfig
 from .train.config import preset as preset_config
-from .train.loop import Trainer, TrainResult
+from .train.loop import Trainer, TrainResult, render_view
 from .train.progress import TrainProgress
 from .types import Camera, SceneData
 
@@ -125,7 +125,7 @@ def encode(source: str | Path, stream_path: str | Path) -> EncodedScene:
     if entropy is None:
         raise RunError(f"{source}: trained without the rate term (--lambda 0); nothing to encode")
     encoded = encode_scene(model, entropy)
-    write_atomic(stream_path, encoded.data)
+    write_bytes_atomic(stream_path, encoded.data)
     return encoded
 
 
@@ -166,17 +166,7 @@ def _scene_for(source: Path, data: str | Path | None, load_instances: bool = Fal
 @torch.no_grad()
 def render_camera(model: ScaffoldModel, camera: Camera) -> torch.Tensor:
     """Render ``camera``: ``[H, W, 3]`` in [0, 1]."""
-    gaussians = model.neural_gaussians(camera)
-    out = rasterize_gaussians(
-        gaussians.means,
-        gaussians.quats,
-        gaussians.scales,
-        gaussians.opacities,
-        gaussians.colors,
-        camera,
-        background=model.background_color(),
-    )
-    return out.colors.clamp(0, 1)
+    return render_view(model, camera, RasterConfig())[0].clamp(0, 1)
 
 
 def render(
@@ -265,7 +255,7 @@ def _default_eye(model: ScaffoldModel) -> torch.Tensor:
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     text = json.dumps(payload, indent=2).encode()
-    atomic_write(path, lambda handle: handle.write(text))
+    write_bytes_atomic(path, text)
 
 
 def demo(

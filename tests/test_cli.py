@@ -3,7 +3,7 @@
 import json
 
 from csgaussian.cli import main
-from csgaussian.export import read_gaussians_ply
+from csgaussian.ply import read_gaussians_ply
 
 
 def test_eval_json_reports_honest_metrics(tiny_run, capsys):

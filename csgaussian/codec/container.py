@@ -20,12 +20,9 @@ A cut inside the base layer, any checksum mismatch and any malformed header are 
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Literal
 
 Layer = Literal["base", "semantic"]
@@ -182,28 +179,3 @@ def section_layers(data: bytes) -> dict[str, Layer]:
     """Section name -> layer, from a verified header (payloads are not read)."""
     table, _ = _parse_table(bytes(data))
     return {name: layer for name, layer, _, _ in table}  # type: ignore[misc]
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, replace."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)

@@ -30,7 +30,7 @@ def encode_flags(flags: np.ndarray) -> bytes:
     if ones in (0, flags.size):  # a constant array needs no payload beyond its value
         return _HEADER.pack(flags.size, 0 if ones == 0 else _ONE - 1) + b"\x00"
     coder = constriction.stream.stack.AnsCoder()
-    model = constriction.stream.model.Bernoulli(p_one / _ONE)
+    model = constriction.stream.model.Bernoulli(p_one / _ONE, perfect=False)
     coder.encode_reverse(flags.astype(np.int32), model)
     return header + b"\x01" + coder.get_compressed().tobytes()
 
@@ -49,12 +49,12 @@ def decode_flags(data: bytes) -> np.ndarray:
         if body:
             raise StreamError("flags payload has trailing bytes")
         return np.full(count, p_one != 0, dtype=bool)
-    if coded != 1 or not 0 < p_one < _ONE or len(body) % 4:
+    if coded != 1 or not 0 < p_one < _ONE or not body or len(body) % 4:
         raise StreamError("malformed flags payload")
     words = np.frombuffer(body, dtype="<u4").astype(np.uint32)
     try:
         coder = constriction.stream.stack.AnsCoder(words)
-        model = constriction.stream.model.Bernoulli(p_one / _ONE)
+        model = constriction.stream.model.Bernoulli(p_one / _ONE, perfect=False)
         flags = coder.decode(model, count)
     except Exception as err:  # constriction reports a corrupt stream in several ways
         raise StreamError(f"corrupt flags payload ({type(err).__name__})") from None

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..scene.scaffold import ScaffoldModel
 from .hashgrid import HashGridConfig, HashGridHyperprior
 from .hyperprior import AttributeHyperprior, INRConfig, INRHyperprior
-from .quantize import QuantizationConfig, QuantMode, adaptive_step
+from .quantize import QuantizationConfig, QuantMode
 
 HyperpriorKind = Literal["inr", "hashgrid"]
 
@@ -115,8 +115,3 @@ class AnchorEntropyModel(nn.Module):
             for group, name in GROUP_PARAMETERS.items()
         }
         return QuantizedAnchors(attributes, bits, torch.as_tensor(n_values, dtype=bits.dtype))
-
-    def steps(self, model: ScaffoldModel, positions: Tensor) -> dict[str, Tensor]:
-        """Quantization step per anchor and group, ``[N, 1]``, for unit-cube ``positions``."""
-        params = self.hyperprior.params(positions)
-        return {g: adaptive_step(self.config.quant.q0(g), p.r) for g, p in params.items()}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import torch
 
 from ..entropy.anchors import AnchorEntropyModel, RateConfig
+from ..fileio import atomic_write, write_bytes_atomic
 from ..scene.scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
 from .config import dataclass_from_dict
 
@@ -22,21 +21,6 @@ RUN_INFO_NAME = "run.json"
 
 class RunError(ValueError):
     """A run directory or scene file that cannot be used; the message names the file."""
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_torch(path: Path, obj: Any) -> None:
@@ -54,7 +38,7 @@ def load_torch(path: Path) -> Any:
 
 def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
     text = json.dumps(info, indent=2).encode()
-    atomic_write(run_dir / RUN_INFO_NAME, lambda handle: handle.write(text))
+    write_bytes_atomic(run_dir / RUN_INFO_NAME, text)
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:

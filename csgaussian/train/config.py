@@ -59,12 +59,17 @@ class TrainConfig:
     grid_margin: float = 0.5
     """The anchor lattice covers the scene bounds grown by this fraction; anchors never leave it."""
     random_init_points: int = 20_000
-    """Points drawn uniformly in the bounds when the dataset has no point cloud (ours)."""
+    """Initial random points when the dataset has no point cloud (ours)."""
+    init_min_views: int = 3
+    """A random initial point is kept where at least this many training cameras see it (ours)."""
     checkpoint_every: int = 1_000
     """Iterations between two checkpoints (written atomically; ``--resume`` reads the last)."""
     log_every: int = 100
     """Iterations between two progress updates."""
     seed: int = 0
+    torch_threads: int = 1
+    """Intra-op threads of torch while training (ours: its tensors are small, the numba
+    rasterizer uses the cores, and two OpenMP pools spinning against each other slow both)."""
     scaffold: ScaffoldConfig = field(default_factory=ScaffoldConfig)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     lr: LearningRates = field(default_factory=LearningRates)

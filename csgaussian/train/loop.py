@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +15,10 @@ from torch import Tensor
 from ..entropy.anchors import AnchorEntropyModel, QuantizedAnchors
 from ..entropy.quantize import QuantMode
 from ..eval.metrics import psnr, ssim_loss_term
-from ..render import RenderOutput, rasterize_gaussians
+from ..render import RasterConfig, RenderOutput, rasterize_gaussians
 from ..scene.anchor_ops import AnchorDensifier
 from ..scene.scaffold import AnchorGrid, NeuralGaussians, ScaffoldModel, scaffold_from_points
-from ..types import SceneData, View
+from ..types import Camera, SceneData, View
 from .checkpoint import (
     CHECKPOINT_NAME,
     SCENE_NAME,
@@ -28,6 +30,16 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .progress import TrainProgress
+
+
+@dataclass
+class StepStats:
+    """What one iteration reports."""
+
+    loss: float
+    psnr: float  # of the training view
+    n_gaussians: int
+    bits_per_value: float | None  # rate of the anchors in view, once the rate term is on
 
 
 @dataclass
@@ -45,19 +57,38 @@ class TrainResult:
 def initial_model(
     scene: SceneData, config: TrainConfig, generator: torch.Generator
 ) -> ScaffoldModel:
-    """Anchors from the dataset's point cloud, else uniform random points inside the bounds."""
+    """Anchors from the dataset's point cloud, else random points that training views see.
+
+    Without a point cloud, points are drawn uniformly in the anchor lattice's cube and kept
+    where at least ``config.init_min_views`` training cameras see them (ours: it spends the
+    initial anchors on the space the images constrain, the table's edges included).
+    """
     grid = AnchorGrid.covering(
         scene.bounds, config.voxel_size_fraction * scene.extent, config.grid_margin
     )
     if scene.points is not None and scene.points.shape[0] > 0:
         points = scene.points.float()
     else:
-        lo, hi = scene.bounds[0], scene.bounds[1]
-        unit = torch.rand(config.random_init_points, 3, generator=generator)
-        points = lo + unit * (hi - lo)
+        lo = torch.tensor(grid.origin) * grid.voxel_size
+        size = 2**grid.depth * grid.voxel_size
+        candidates = lo + torch.rand(8 * config.random_init_points, 3, generator=generator) * size
+        seen = views_seeing(candidates, [view.camera for view in scene.train])
+        points = candidates[seen >= config.init_min_views][: config.random_init_points]
     model = scaffold_from_points(points, grid, config.scaffold)
     model.background.data[:] = torch.logit(scene.background.clamp(0.01, 0.99))
     return model
+
+
+def views_seeing(points: Tensor, cameras: list[Camera]) -> Tensor:
+    """How many of ``cameras`` have each point ([P, 3]) in front and inside the image, ``[P]``."""
+    count = torch.zeros(points.shape[0], dtype=torch.long)
+    for camera in cameras:
+        cam = points @ camera.viewmat[:3, :3].T + camera.viewmat[:3, 3]
+        z = cam[:, 2]
+        uv = (cam[:, :2] / z.clamp_min(1e-6)[:, None]) @ camera.K[:2, :2].T + camera.K[:2, 2]
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0)
+        count += (z > 0) & inside & (uv[:, 1] < camera.height)
+    return count
 
 
 def exponential_lr(initial: float, final: float, step: int, total: int) -> float:
@@ -110,9 +141,9 @@ def update_learning_rates(
 
 def render_view(
     model: ScaffoldModel,
-    view: View,
-    config: TrainConfig,
-    use_mask: bool,
+    camera: Camera,
+    raster: RasterConfig,
+    use_mask: bool = True,
     entropy: AnchorEntropyModel | None = None,
     mode: QuantMode = "noise",
 ) -> tuple[Tensor, RenderOutput, NeuralGaussians, QuantizedAnchors | None]:
@@ -120,13 +151,13 @@ def render_view(
 
     Returns the image ``[H, W, 3]``, the render output, the neural Gaussians and the rate.
     """
-    visible = model.visible_anchors(view.camera).nonzero().squeeze(1)
+    visible = model.visible_anchors(camera).nonzero().squeeze(1)
     quantized = None
     if entropy is not None:
         quantized = entropy(model, visible, mode, model.offset_mask(use_mask)[visible])
     gaussians = model.spawn(
         visible,
-        view.camera.center,
+        camera.center,
         quantized.attributes if quantized is not None else None,
         use_mask=use_mask,
     )
@@ -136,9 +167,9 @@ def render_view(
         gaussians.scales,
         gaussians.opacities,
         gaussians.colors,
-        view.camera,
+        camera,
         background=model.background_color(),
-        config=config.raster,
+        config=raster,
     )
     return out.colors, out, gaussians, quantized
 
@@ -177,6 +208,7 @@ class Trainer:
         self.densifier = AnchorDensifier(config.densify)
         self.densifier.reset(self.model.n_anchors, config.scaffold.n_offsets)
         self.iteration = 0
+        self.elapsed = 0.0  # training seconds so far, across resumptions
         self.order: list[int] = []
 
     def _entropy_model(self) -> AnchorEntropyModel | None:
@@ -193,6 +225,7 @@ class Trainer:
             self.checkpoint_path,
             {
                 "iteration": self.iteration,
+                "elapsed": self.elapsed,
                 "scene": scene_state(self.model, self.entropy),
                 "optimizer": self.optimizer.state_dict(),
                 "densifier": self.densifier.state_dict(),
@@ -213,6 +246,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.densifier.load_state_dict(state["densifier"])
         self.iteration = state["iteration"]
+        self.elapsed = state["elapsed"]
         self.order = list(state["order"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -224,8 +258,8 @@ class Trainer:
             self.order = torch.randperm(n, generator=self.generator).tolist()
         return self.scene.train[self.order.pop()]
 
-    def step(self) -> tuple[float, float, int]:
-        """One iteration; returns (loss, psnr, number of Gaussians drawn)."""
+    def step(self) -> StepStats:
+        """One iteration of stage 1."""
         cfg = self.config
         self.iteration += 1
         update_learning_rates(self.optimizer, cfg, self.radius, self.iteration)
@@ -233,7 +267,7 @@ class Trainer:
         use_mask = self.iteration >= cfg.mask_start
         pricing = cfg.rate_start is not None and self.iteration >= cfg.rate_start
         image, out, gaussians, rate = render_view(
-            self.model, view, cfg, use_mask, self.entropy if pricing else None
+            self.model, view.camera, cfg.raster, use_mask, self.entropy if pricing else None
         )
         loss = color_loss(self.model, image, view.image, gaussians.scales, cfg, use_mask)
         if rate is not None:
@@ -257,40 +291,64 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if densifying and self.iteration % cfg.densify.interval == 0:
             self.densifier.step(self.model, self.optimizer)
-        with torch.no_grad():
-            return float(loss), psnr(image.detach(), view.image), int(gaussians.means.shape[0])
+        return StepStats(
+            loss=loss.item(),
+            psnr=psnr(image.detach(), view.image),
+            n_gaussians=int(gaussians.means.shape[0]),
+            bits_per_value=None if rate is None else rate.bits_per_value.item(),
+        )
 
     def train(self, resume: bool = False, progress: TrainProgress | None = None) -> TrainResult:
         """Run to ``config.iterations``, writes ``scene.pt`` at the end."""
         if resume:
             self.load_checkpoint()
         cfg = self.config
-        started = time.perf_counter()
-        recent_psnr: list[float] = []
-        n_gaussians = 0
-        with progress or TrainProgress(cfg.iterations, quiet=True) as bar:
+        started = time.perf_counter() - self.elapsed
+        recent: list[StepStats] = []
+        bar = progress or TrainProgress(cfg.iterations, quiet=True)
+        with _torch_threads(cfg.torch_threads), bar:
             bar.start_at(self.iteration)
             while self.iteration < cfg.iterations:
-                loss, step_psnr, n_gaussians = self.step()
-                recent_psnr = (recent_psnr + [step_psnr])[-cfg.log_every :]
+                recent = (recent + [self.step()])[-cfg.log_every :]
                 if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
-                    bar.update(
-                        self.iteration,
-                        loss=loss,
-                        psnr=sum(recent_psnr) / len(recent_psnr),
-                        gaussians=n_gaussians,
-                        anchors=self.model.n_anchors,
-                    )
+                    bar.update(self.iteration, **_progress_fields(recent, self.model.n_anchors))
                 if self.iteration % cfg.checkpoint_every == 0:
+                    self.elapsed = time.perf_counter() - started
                     self.save_checkpoint()
+        self.elapsed = time.perf_counter() - started
         self.save_checkpoint()
         scene_path = self.run_dir / SCENE_NAME
         save_torch(scene_path, scene_state(self.model, self.entropy))
         return TrainResult(
             iterations=self.iteration,
-            seconds=time.perf_counter() - started,
+            seconds=self.elapsed,
             n_anchors=self.model.n_anchors,
-            n_gaussians=n_gaussians,
-            train_psnr=sum(recent_psnr) / max(len(recent_psnr), 1),
+            n_gaussians=recent[-1].n_gaussians if recent else 0,
+            train_psnr=sum(r.psnr for r in recent) / max(len(recent), 1),
             scene_path=scene_path,
         )
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _progress_fields(recent: list[StepStats], n_anchors: int) -> dict[str, float | int]:
+    """Means over the last logging window, for the progress display."""
+    fields: dict[str, float | int] = {
+        "loss": sum(r.loss for r in recent) / len(recent),
+        "psnr": sum(r.psnr for r in recent) / len(recent),
+        "gaussians": recent[-1].n_gaussians,
+        "anchors": n_anchors,
+    }
+    priced = [r.bits_per_value for r in recent if r.bits_per_value is not None]
+    if priced:
+        fields["bits"] = sum(priced) / len(priced)
+    return fields

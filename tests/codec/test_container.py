@@ -11,9 +11,9 @@ from csgaussian.codec.container import (
     StreamError,
     read_container,
     section_layers,
-    write_atomic,
     write_container,
 )
+from csgaussian.fileio import write_bytes_atomic
 
 SECTIONS = [
     ("header", b"\x01\x02"),
@@ -120,6 +120,6 @@ def test_garbage_is_a_stream_error(junk, with_magic):
 def test_write_atomic_replaces_file(tmp_path):
     path = tmp_path / "scene.csgs"
     path.write_bytes(b"old")
-    write_atomic(path, STREAM)
+    write_bytes_atomic(path, STREAM)
     assert path.read_bytes() == STREAM
     assert [p.name for p in tmp_path.iterdir()] == ["scene.csgs"]

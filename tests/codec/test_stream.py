@@ -9,7 +9,7 @@ from csgaussian import api
 from csgaussian.codec.container import StreamError
 from csgaussian.codec.stream import decode_scene, encode_scene
 from csgaussian.data import load_scene
-from csgaussian.train.config import preset
+from csgaussian.render import RasterConfig
 from csgaussian.train.loop import render_view
 
 
@@ -36,7 +36,7 @@ def test_coded_scene_is_the_training_time_rounded_scene(encoded, tiny_run, tiny_
     assert encoded.model.n_anchors <= model.n_anchors
     view = load_scene(tiny_scene).test[0]
     with torch.no_grad():
-        rounded = render_view(model, view, preset("tiny"), True, entropy, mode="round")[0]
+        rounded = render_view(model, view.camera, RasterConfig(), True, entropy, mode="round")[0]
     coded = api.render_camera(encoded.model, view.camera)
     assert (rounded.clamp(0, 1) - coded).abs().mean() < 0.01
 

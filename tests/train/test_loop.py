@@ -29,10 +29,10 @@ def test_presets_keep_the_papers_schedule_proportions():
 def test_training_improves_the_fit(tiny_scene, tmp_path):
     scene = load_scene(tiny_scene, load_instances=False)
     trainer = Trainer(scene, preset("tiny", iterations=100), tmp_path)
-    first = [trainer.step()[1] for _ in range(6)]
+    first = [trainer.step().psnr for _ in range(6)]
     for _ in range(88):
         trainer.step()
-    last = [trainer.step()[1] for _ in range(6)]
+    last = [trainer.step().psnr for _ in range(6)]
     assert sum(last) / 6 > sum(first) / 6 + 3.0  # PSNR gains several dB in 100 iterations
 
 

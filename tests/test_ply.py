@@ -1,4 +1,4 @@
-"""Tests for csgaussian.export: the 3DGS PLY writer and reader."""
+"""Tests for csgaussian.ply: the 3DGS PLY writer and reader."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from plyfile import PlyData
 
-import csgaussian.export as export
-from csgaussian.export import read_gaussians_ply, write_gaussians_ply
+import csgaussian.ply as ply_module
+from csgaussian.ply import read_gaussians_ply, write_gaussians_ply
 from csgaussian.types import DataError
 
 C0 = 0.28209479177387814
@@ -105,7 +105,7 @@ def test_atomic_write_leaves_no_temp_file(tmp_path: Path, gaussians, monkeypatch
         stream.write(b"ply\npartial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(export.PlyData, "write", fail)
+    monkeypatch.setattr(ply_module.PlyData, "write", fail)
     with pytest.raises(OSError, match="disk full"):
         write_gaussians_ply(path, **gaussians)
     assert [p.name for p in tmp_path.iterdir()] == ["scene.ply"]
@@ -173,3 +173,17 @@ def test_reads_ply_with_extra_sh_properties(tmp_path: Path, gaussians) -> None:
     torch.testing.assert_close(back["rgb"], torch.full((2, 3), 0.5))
     torch.testing.assert_close(back["opacities"], torch.full((2,), 0.5))
     torch.testing.assert_close(back["scales"], torch.ones(2, 3))
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from csgaussian.fileio import write_bytes_atomic
+
+    path = tmp_path / "out.bin"
+    write_bytes_atomic(path, b"abc")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    assert path.read_bytes() == b"abc"

@@ -14,8 +14,6 @@ zero. No ``f_rest_*`` properties are written: antimatter15/splat, the PlayCanvas
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import torch
 from plyfile import PlyData, PlyElement, PlyParseError
 from torch import Tensor
 
+from csgaussian.fileio import atomic_write
 from csgaussian.types import DataError
 
 SH_C0 = 0.28209479177387814  # degree-0 real spherical harmonic, 1 / (2 sqrt(pi))
@@ -93,17 +92,7 @@ def write_gaussians_ply(
         vertex[name] = values[:, i]
     ply = PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<")
 
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            ply.write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, ply.write)
 
 
 def read_gaussians_ply(path: Path | str) -> dict[str, Tensor]:

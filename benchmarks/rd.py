@@ -1,0 +1,420 @@
+"""Rate-distortion benchmark (issue 3): PSNR versus bytes on one scene, five ways of storing it.
+
+Trains the scene (default: the kitchen) as plain Scaffold-GS (``lambda_rate = 0``) and with the
+rate term at several lambdas, for the INR hyperprior (the paper's) and the hash-grid peer
+(HAC-style), then measures on the same test views:
+
+* ``scaffold fp32``: the uncompressed run, every tensor a renderer needs as float32;
+* ``3DGS PLY``: that run exported as a standard PLY, rendered back as static Gaussians (no view
+  dependence: this shows what the export loses);
+* ``fp16 + lzma``: that run's tensors cast to float16, concatenated and compressed with lzma;
+* ``INR hyperprior`` and ``hash-grid hyperprior``: ``.csg`` streams from ``api.encode``.
+
+Writes ``rd.csv``, ``rd.md`` and ``rd.png`` into ``--out`` and ends by printing ONE JSON line.
+
+Usage:
+    python benchmarks/rd.py [--data DIR] [--out DIR] [--preset quick] [--iterations N]
+        [--lambdas 0.001 0.004 0.016] [--grid-lambdas ...] [--skip-existing] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import lzma
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from csgaussian import api
+from csgaussian.codec.container import StreamError
+from csgaussian.data import load_scene
+from csgaussian.eval.metrics import evaluate_images
+from csgaussian.ply import read_gaussians_ply
+from csgaussian.render import rasterize_gaussians
+from csgaussian.scene.scaffold import ScaffoldModel
+from csgaussian.train.checkpoint import CHECKPOINT_NAME, RUN_INFO_NAME, SCENE_NAME, RunError
+from csgaussian.train.config import PRESETS
+from csgaussian.train.config import preset as preset_config
+from csgaussian.types import DataError, View
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitchen"
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "rd"
+QUICK_OUT = REPO / "benchmarks" / "results" / "rd_quick"
+DEFAULT_LAMBDAS = (0.001, 0.004, 0.016)
+"""HAC's rate points span 0.004 ... 0.001; 0.016 adds a lower-rate point."""
+QUICK_LAMBDAS = (0.001, 0.016)
+QUICK_ITERATIONS = 60
+"""Smoke mode: enough iterations to pass the rate start (a quarter of them) and densify once."""
+NEAR_LOSSLESS_DB = 0.3
+"""An INR point 'matches' the fp32 baseline when its PSNR is at most this far below it."""
+LZMA_PRESET = 9 | lzma.PRESET_EXTREME
+FP32_BYTES = 4
+KILO = 1000
+
+SCAFFOLD, PLY, FP16, INR, GRID = (
+    "scaffold fp32",
+    "3DGS PLY",
+    "fp16 + lzma",
+    "INR hyperprior",
+    "hash-grid hyperprior",
+)
+HYPERPRIOR_METHOD = {"inr": INR, "hashgrid": GRID}
+CSV_FIELDS = (
+    "method",
+    "lambda",
+    "bytes",
+    "psnr",
+    "ssim",
+    "n_anchors",
+    "ratio",
+    "encode_s",
+    "decode_s",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every run of one benchmark shares."""
+
+    data: Path
+    out: Path
+    preset: str
+    iterations: int
+    lambdas: tuple[float, ...]
+    grid_lambdas: tuple[float, ...]
+    skip_existing: bool
+
+
+@dataclass
+class Point:
+    """One rate-distortion point (one row of the table)."""
+
+    method: str
+    lambda_rate: float | None
+    bytes: int
+    psnr: float
+    ssim: float
+    n_anchors: int
+    ratio: float = math.nan  # scaffold fp32 bytes / bytes, filled in at the end
+    encode_s: float | None = None
+    decode_s: float | None = None
+    sections: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        """The table columns (CSV_FIELDS), rounded."""
+        return {
+            "method": self.method,
+            "lambda": self.lambda_rate,
+            "bytes": self.bytes,
+            "psnr": round(self.psnr, 3),
+            "ssim": round(self.ssim, 4),
+            "n_anchors": self.n_anchors,
+            "ratio": round(self.ratio, 2),
+            "encode_s": None if self.encode_s is None else round(self.encode_s, 3),
+            "decode_s": None if self.decode_s is None else round(self.decode_s, 3),
+        }
+
+
+def train_run(
+    settings: Settings, name: str, lambda_rate: float, hyperprior: str | None, console: Console
+) -> Path:
+    """Train (or, with ``--skip-existing``, reuse or resume) the run ``runs/<name>``."""
+    run_dir = settings.out / "runs" / name
+    wanted = {
+        "data": str(settings.data.resolve()),
+        "downscale": 1,
+        "preset": settings.preset,
+        "iterations": settings.iterations,
+        "lambda_rate": lambda_rate,
+        "hyperprior": hyperprior,
+    }
+    info_path = run_dir / RUN_INFO_NAME
+    same = info_path.is_file() and json.loads(info_path.read_text()) == wanted
+    if settings.skip_existing and same and (run_dir / SCENE_NAME).is_file():
+        console.print(f"[green]reusing[/] {run_dir}")
+        return run_dir
+    resume = settings.skip_existing and same and (run_dir / CHECKPOINT_NAME).is_file()
+    if not resume:
+        (run_dir / SCENE_NAME).unlink(missing_ok=True)  # never mistake a stale scene for this run
+    console.print(f"{'resuming' if resume else 'training'} {name} ({settings.iterations} it)")
+    result = api.train(
+        settings.data,
+        run_dir,
+        preset=settings.preset,
+        iterations=settings.iterations,
+        resume=resume,
+        lambda_rate=lambda_rate,
+        hyperprior=hyperprior,
+    )
+    console.print(f"trained {name} in {result.seconds:.0f} s, {result.n_anchors} anchors")
+    return run_dir
+
+
+def score(preds: list[torch.Tensor], views: list[View]) -> dict[str, Any]:
+    """PSNR and SSIM of ``[H, W, 3]`` renders against the test views, as api.evaluate does."""
+    return evaluate_images(preds, [view.image for view in views], None)
+
+
+def renderer_tensors(model: ScaffoldModel) -> dict[str, torch.Tensor]:
+    """Every tensor a renderer needs: the state dict minus ``anchor_cells`` (= the anchors)."""
+    return {k: v for k, v in model.state_dict().items() if k != "anchor_cells"}
+
+
+def scaffold_point(run_dir: Path) -> Point:
+    model, _ = api.load_trained(run_dir)
+    size = sum(t.numel() * FP32_BYTES for t in renderer_tensors(model).values())
+    metrics = api.evaluate(run_dir)
+    return Point(SCAFFOLD, 0.0, size, metrics["psnr"], metrics["ssim"], model.n_anchors)
+
+
+@torch.no_grad()
+def ply_point(run_dir: Path, ply_path: Path, views: list[View]) -> Point:
+    """Export the run as a 3DGS PLY and render its static Gaussians on ``views``."""
+    api.export(run_dir, ply_path)
+    g = read_gaussians_ply(ply_path)
+    model, _ = api.load_trained(run_dir)
+    background = model.background_color()
+    preds = [
+        rasterize_gaussians(
+            g["means"], g["quats"], g["scales"], g["opacities"], g["rgb"], view.camera, background
+        ).colors.clamp(0, 1)
+        for view in views
+    ]
+    metrics = score(preds, views)
+    size = ply_path.stat().st_size
+    return Point(PLY, 0.0, size, metrics["psnr"], metrics["ssim"], model.n_anchors)
+
+
+def fp16_point(run_dir: Path, views: list[View]) -> Point:
+    """float16 tensors, concatenated and lzma-compressed; PSNR of the rounded model."""
+    model, _ = api.load_trained(run_dir)
+    halves = {k: v.detach().half().contiguous() for k, v in renderer_tensors(model).items()}
+    started = time.perf_counter()
+    blob = b"".join(t.numpy().tobytes() for t in halves.values())
+    packed = lzma.compress(blob, preset=LZMA_PRESET)
+    encode_s = time.perf_counter() - started
+    started = time.perf_counter()
+    if lzma.decompress(packed) != blob:
+        raise RuntimeError("lzma round trip changed the float16 payload")
+    decode_s = time.perf_counter() - started
+    model.load_state_dict({k: t.float() for k, t in halves.items()}, strict=False)
+    preds = [api.render_camera(model, view.camera) for view in views]
+    metrics = score(preds, views)
+    return Point(
+        FP16,
+        0.0,
+        len(packed),
+        metrics["psnr"],
+        metrics["ssim"],
+        model.n_anchors,
+        encode_s=encode_s,
+        decode_s=decode_s,
+    )
+
+
+def coded_point(settings: Settings, run_dir: Path, method: str, lambda_rate: float) -> Point:
+    """Encode a rate-trained run, decode it, evaluate the stream; per-section bytes."""
+    stream = settings.out / "streams" / f"{run_dir.name}.csg"
+    stream.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    encoded = api.encode(run_dir, stream)
+    encode_s = time.perf_counter() - started
+    started = time.perf_counter()
+    api.decode(stream)
+    decode_s = time.perf_counter() - started
+    metrics = api.evaluate(stream, settings.data)
+    sections: dict[str, dict[str, float]] = {
+        name: {"bytes": size} for name, size in encoded.section_bytes.items()
+    }
+    for group, bits in encoded.estimated_bits.items():
+        sections[group]["estimated_bytes"] = round(bits / 8, 1)
+    return Point(
+        method,
+        lambda_rate,
+        stream.stat().st_size,
+        metrics["psnr"],
+        metrics["ssim"],
+        metrics["n_anchors"],
+        encode_s=encode_s,
+        decode_s=decode_s,
+        sections=sections,
+    )
+
+
+def derived_figures(points: list[Point], fp32: Point) -> dict[str, Any]:
+    """The headline numbers of issue 3."""
+    inr = [p for p in points if p.method == INR]
+    grid = {p.lambda_rate: p for p in points if p.method == GRID}
+    near = [p for p in inr if p.psnr >= fp32.psnr - NEAR_LOSSLESS_DB]
+    best = min(near, key=lambda p: p.bytes) if near else None
+    errors = [
+        abs(8 * s["bytes"] - 8 * s["estimated_bytes"]) / (8 * s["estimated_bytes"])
+        for p in points
+        for s in p.sections.values()
+        if s.get("estimated_bytes")
+    ]
+    timed = [p for p in points if p.method in (INR, GRID)]
+    return {
+        "inr_within_0.3db": None
+        if best is None
+        else {"lambda": best.lambda_rate, "bytes": best.bytes, "ratio": round(best.ratio, 2)},
+        "inr_vs_hashgrid": [
+            {
+                "lambda": p.lambda_rate,
+                "inr_bytes": p.bytes,
+                "hashgrid_bytes": grid[p.lambda_rate].bytes,
+                "inr_over_hashgrid": round(p.bytes / grid[p.lambda_rate].bytes, 4),
+                "psnr_inr_minus_hashgrid": round(p.psnr - grid[p.lambda_rate].psnr, 3),
+            }
+            for p in inr
+            if p.lambda_rate in grid
+        ],
+        "max_rel_error_actual_vs_estimated": round(max(errors), 5) if errors else None,
+        "max_encode_s": round(max(p.encode_s for p in timed), 3) if timed else None,
+        "max_decode_s": round(max(p.decode_s for p in timed), 3) if timed else None,
+    }
+
+
+def write_tables(points: list[Point], out: Path) -> None:
+    """``rd.csv`` and ``rd.md`` (the table, then the per-section bytes of the coded runs)."""
+    rows = [p.row() for p in points]
+    with (out / "rd.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value)
+
+    lines = ["| " + " | ".join(CSV_FIELDS) + " |", "|" + " --- |" * len(CSV_FIELDS)]
+    lines += ["| " + " | ".join(cell(r[f]) for f in CSV_FIELDS) + " |" for r in rows]
+    lines += ["", "| method | lambda | section | bytes | estimated bytes |", "|" + " --- |" * 5]
+    for p in points:
+        for name, s in p.sections.items():
+            est = cell(s.get("estimated_bytes"))
+            lines.append(f"| {p.method} | {p.lambda_rate} | {name} | {s['bytes']} | {est} |")
+    (out / "rd.md").write_text("\n".join(lines) + "\n")
+
+
+def plot(points: list[Point], path: Path, title: str) -> None:
+    """PSNR versus kilobytes (log x), one marker and line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    markers = dict(zip((SCAFFOLD, PLY, FP16, INR, GRID), "s^Dov", strict=True))
+    for method, marker in markers.items():
+        chosen = sorted((p for p in points if p.method == method), key=lambda p: p.bytes)
+        if chosen:
+            xs = [p.bytes / KILO for p in chosen]
+            ax.plot(xs, [p.psnr for p in chosen], marker=marker, label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("size (kB, log scale)")
+    ax.set_ylabel("test PSNR (dB)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def run_benchmark(settings: Settings, console: Console) -> dict[str, Any]:
+    """Train, measure and write every output; returns the JSON summary."""
+    views = load_scene(settings.data, load_instances=False).test
+    settings.out.mkdir(parents=True, exist_ok=True)
+    jobs = [(SCAFFOLD, 0.0, None)]
+    jobs += [(INR, lam, "inr") for lam in settings.lambdas]
+    jobs += [(GRID, lam, "hashgrid") for lam in settings.grid_lambdas]
+    points: list[Point] = []
+    for index, (method, lam, hyperprior) in enumerate(jobs, 1):
+        name = "scaffold_fp32" if hyperprior is None else f"{hyperprior}_lambda{lam:g}"
+        console.rule(f"[bold]run {index}/{len(jobs)}: {method}, lambda {lam:g}")
+        run_dir = train_run(settings, name, lam, hyperprior, console)
+        if hyperprior is None:
+            new = [
+                scaffold_point(run_dir),
+                ply_point(run_dir, settings.out / "scaffold_fp32.ply", views),
+                fp16_point(run_dir, views),
+            ]
+        else:
+            new = [coded_point(settings, run_dir, method, lam)]
+        for p in new:
+            console.print(f"{p.method}: {p.bytes} bytes, PSNR {p.psnr:.2f} dB")
+        points += new
+
+    fp32 = points[0]
+    for p in points:
+        p.ratio = fp32.bytes / p.bytes
+    write_tables(points, settings.out)
+    title = f"{settings.data.name}, {settings.preset} preset, {settings.iterations} iterations"
+    plot(points, settings.out / "rd.png", title)
+    table = Table(*CSV_FIELDS, title="rate-distortion")
+    for row in (p.row() for p in points):
+        table.add_row(*("" if row[f] is None else str(row[f]) for f in CSV_FIELDS))
+    console.print(table)
+    return {
+        "scene": str(settings.data),
+        "preset": settings.preset,
+        "iterations": settings.iterations,
+        "n_test_views": len(views),
+        "rows": [{**p.row(), "sections": p.sections} for p in points],
+        "derived": derived_figures(points, fp32),
+        "outputs": {n: str(settings.out / n) for n in ("rd.csv", "rd.md", "rd.png")},
+    }
+
+
+def parse_settings(argv: list[str] | None) -> Settings:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="scene folder")
+    ap.add_argument("--out", type=Path, default=None, help=f"output folder ({DEFAULT_OUT})")
+    ap.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training preset")
+    ap.add_argument("--iterations", type=int, default=None, help="default: the preset's")
+    ap.add_argument("--lambdas", type=float, nargs="+", default=None)
+    ap.add_argument("--grid-lambdas", type=float, nargs="+", default=None)
+    ap.add_argument("--skip-existing", action="store_true", help="reuse/resume runs in --out")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke test: lambdas {QUICK_LAMBDAS}, {QUICK_ITERATIONS} iterations, {QUICK_OUT}",
+    )
+    args = ap.parse_args(argv)
+    lambdas = tuple(args.lambdas or (QUICK_LAMBDAS if args.quick else DEFAULT_LAMBDAS))
+    grid_lambdas = tuple(args.grid_lambdas or lambdas)
+    if any(lam <= 0 for lam in lambdas + grid_lambdas):
+        ap.error("--lambdas and --grid-lambdas must be > 0 (lambda 0 is the fp32 baseline)")
+    iterations = args.iterations or (
+        QUICK_ITERATIONS if args.quick else preset_config(args.preset).iterations
+    )
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    return Settings(
+        args.data, out, args.preset, iterations, lambdas, grid_lambdas, args.skip_existing
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    console = Console(stderr=True)
+    console.print(f"rate-distortion benchmark: {asdict(settings)}")
+    try:
+        summary = run_benchmark(settings, console)
+    except (DataError, RunError, StreamError) as err:
+        console.print(f"[red]error:[/] {err}")
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
