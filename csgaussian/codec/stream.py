@@ -13,6 +13,7 @@ float16 hyperprior weights, evaluated in float64, then snapped by
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -67,6 +68,38 @@ def _coding_params(
     return out
 
 
+def pack_hyperprior(entropy: AnchorEntropyModel) -> bytes:
+    """Hyperprior weights: float16 tensors, then the sign-only tables as flags."""
+    state = entropy.hyperprior.state_dict()
+    binary = entropy.hyperprior.binary_parameters()
+    dense = pack_tensors({k: v for k, v in state.items() if k not in binary}, WEIGHT_DTYPE)
+    flags = encode_flags(np.concatenate([state[k].numpy().ravel() >= 0 for k in binary] or [[]]))
+    return struct.pack("<I", len(dense)) + dense + flags
+
+
+def unpack_hyperprior(blob: bytes, template: AnchorEntropyModel) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`pack_hyperprior`; ``template`` gives the shapes of the sign tables."""
+    if len(blob) < 4:
+        raise StreamError("truncated hyperprior section")
+    (n_dense,) = struct.unpack_from("<I", blob)
+    if n_dense > len(blob) - 4:
+        raise StreamError("truncated hyperprior section")
+    state = unpack_tensors(blob[4 : 4 + n_dense])
+    signs = decode_flags(blob[4 + n_dense :])
+    shapes = template.hyperprior.state_dict()
+    offset = 0
+    for name in template.hyperprior.binary_parameters():
+        count = shapes[name].numel()
+        if offset + count > signs.size:
+            raise StreamError("hyperprior sign tables are shorter than the metadata implies")
+        chunk = torch.from_numpy(signs[offset : offset + count].copy())
+        state[name] = torch.where(chunk, 1.0, -1.0).view(shapes[name].shape)
+        offset += count
+    if offset != signs.size:
+        raise StreamError("hyperprior sign tables are longer than the metadata implies")
+    return state
+
+
 def _dequantize(symbols: np.ndarray, step: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """Values ``symbols * step`` as float32 ``shape``: the one formula both sides use."""
     values = torch.from_numpy(symbols.astype(np.float64)).view(step.shape[0], -1) * step
@@ -84,8 +117,9 @@ def encode_scene(model: ScaffoldModel, entropy: AnchorEntropyModel) -> EncodedSc
         coded = ScaffoldModel(model.anchor_cells[ids], model.grid, model.config)
         renderer = unpack_tensors(pack_tensors(_renderer_state(model), WEIGHT_DTYPE))
         coded.load_state_dict(renderer, strict=False)
-        hyper_blob = pack_tensors(entropy.hyperprior.state_dict(), WEIGHT_DTYPE)
-        params = _coding_params(unpack_tensors(hyper_blob), coded, entropy.config)
+        hyper_blob = pack_hyperprior(entropy)
+        hyper_state = unpack_hyperprior(hyper_blob, AnchorEntropyModel(coded, entropy.config))
+        params = _coding_params(hyper_state, coded, entropy.config)
         mask = keep[ids]  # [N, K]
 
         payloads: dict[str, bytes] = {}
@@ -144,7 +178,8 @@ def decode_scene(data: bytes) -> ScaffoldModel:
     mask = mask.view(n_anchors, config.n_offsets)
     try:
         model.load_state_dict(unpack_tensors(sections["renderer"]), strict=False)
-        params = _coding_params(unpack_tensors(sections["hyperprior"]), model, rate)
+        hyper_state = unpack_hyperprior(sections["hyperprior"], AnchorEntropyModel(model, rate))
+        params = _coding_params(hyper_state, model, rate)
     except RuntimeError as err:
         raise StreamError(
             f"network weights do not fit the metadata ({err})".splitlines()[0]

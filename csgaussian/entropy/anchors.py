@@ -36,6 +36,9 @@ class RateConfig:
     """Weight of the mean bits per coded parameter in the loss."""
     start_fraction: float = 0.25
     """The hyperprior and quantization noise join at this fraction of the iterations [supp]."""
+    round_fraction: float = 0.1
+    """The last fraction of the iterations quantizes by straight-through rounding instead of
+    noise (ours: the renderer MLPs then adapt to exactly the values the decoder will have)."""
     hyperprior: HyperpriorKind = "inr"
     """"inr" (the paper) or "hashgrid" (the HAC-style peer, for comparison)."""
     inr: INRConfig = field(default_factory=INRConfig)

@@ -2,7 +2,8 @@
 
 Pure torch (Instant-NGP encoding: per level, trilinear interpolation of the 8 voxel-corner
 features, looked up densely when the level's grid fits the table, through the spatial hash
-otherwise). Its tables are parameters and count towards the stream (``num_parameters``).
+otherwise). As in HAC, the tables are binarized: the forward pass uses the sign of each entry
+(+-1, straight-through gradient to the latent value), so the stream spends one flag per entry.
 """
 
 from __future__ import annotations
@@ -83,13 +84,18 @@ class HashGridEncoding(nn.Module):
             corner = base.long()[:, None, :] + corners[None]  # [N, 8, 3]
             w = torch.where(corners[None].bool(), frac[:, None, :], 1.0 - frac[:, None, :])
             w = w.prod(dim=2)  # [N, 8]
-            vals = table[self._index(corner, res, n)]  # [N, 8, F]
+            binary = table + (torch.where(table >= 0, 1.0, -1.0) - table).detach()
+            vals = binary[self._index(corner, res, n)]  # [N, 8, F]
             feats.append((w[..., None] * vals).sum(dim=1))  # [N, F]
         return torch.cat(feats, dim=1)
 
 
 class HashGridHyperprior(AttributeHyperprior):
     """HAC-style hyperprior; same ``params`` / ``forward`` interface as ``INRHyperprior``."""
+
+    def binary_parameters(self) -> list[str]:
+        """The hash tables: only their signs are used, so only their signs are transmitted."""
+        return [f"encoder.tables.{i}" for i in range(len(self.encoder.tables))]
 
     def __init__(
         self,

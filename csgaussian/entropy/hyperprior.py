@@ -127,6 +127,10 @@ class AttributeHyperprior(nn.Module):
             out[g] = GroupOutput(x_hat, step, lik, bits_from_likelihood(lik), p)
         return out
 
+    def binary_parameters(self) -> list[str]:
+        """Names of parameters used only through their sign (coded as one flag per entry)."""
+        return []
+
     def num_parameters(self) -> int:
         """Number of scalar parameters (transmitted in the stream)."""
         return sum(p.numel() for p in self.parameters())

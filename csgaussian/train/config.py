@@ -59,9 +59,7 @@ class TrainConfig:
     grid_margin: float = 0.5
     """The anchor lattice covers the scene bounds grown by this fraction; anchors never leave it."""
     random_init_points: int = 20_000
-    """Initial random points when the dataset has no point cloud (ours)."""
-    init_min_views: int = 3
-    """A random initial point is kept where at least this many training cameras see it (ours)."""
+    """Points drawn uniformly in the bounds when the dataset has no point cloud (ours)."""
     checkpoint_every: int = 1_000
     """Iterations between two checkpoints (written atomically; ``--resume`` reads the last)."""
     log_every: int = 100
@@ -84,6 +82,13 @@ class TrainConfig:
         if self.rate is None:
             return None
         return max(1, round(self.rate.start_fraction * self.iterations))
+
+    @property
+    def round_start(self) -> int | None:
+        """Iteration from which quantization rounds (straight-through) instead of adding noise."""
+        if self.rate is None:
+            return None
+        return max(1, round((1 - self.rate.round_fraction) * self.iterations))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -57,11 +57,10 @@ class TrainResult:
 def initial_model(
     scene: SceneData, config: TrainConfig, generator: torch.Generator
 ) -> ScaffoldModel:
-    """Anchors from the dataset's point cloud, else random points that training views see.
+    """Anchors from the dataset's point cloud, else uniform random points inside the bounds.
 
-    Without a point cloud, points are drawn uniformly in the anchor lattice's cube and kept
-    where at least ``config.init_min_views`` training cameras see them (ours: it spends the
-    initial anchors on the space the images constrain, the table's edges included).
+    Random points stay inside the dataset's bounds (where the cameras look); the anchor lattice
+    reaches further, so that anchors can grow where the images ask for them.
     """
     grid = AnchorGrid.covering(
         scene.bounds, config.voxel_size_fraction * scene.extent, config.grid_margin
@@ -69,26 +68,11 @@ def initial_model(
     if scene.points is not None and scene.points.shape[0] > 0:
         points = scene.points.float()
     else:
-        lo = torch.tensor(grid.origin) * grid.voxel_size
-        size = 2**grid.depth * grid.voxel_size
-        candidates = lo + torch.rand(8 * config.random_init_points, 3, generator=generator) * size
-        seen = views_seeing(candidates, [view.camera for view in scene.train])
-        points = candidates[seen >= config.init_min_views][: config.random_init_points]
+        lo, hi = scene.bounds[0], scene.bounds[1]
+        points = lo + torch.rand(config.random_init_points, 3, generator=generator) * (hi - lo)
     model = scaffold_from_points(points, grid, config.scaffold)
     model.background.data[:] = torch.logit(scene.background.clamp(0.01, 0.99))
     return model
-
-
-def views_seeing(points: Tensor, cameras: list[Camera]) -> Tensor:
-    """How many of ``cameras`` have each point ([P, 3]) in front and inside the image, ``[P]``."""
-    count = torch.zeros(points.shape[0], dtype=torch.long)
-    for camera in cameras:
-        cam = points @ camera.viewmat[:3, :3].T + camera.viewmat[:3, 3]
-        z = cam[:, 2]
-        uv = (cam[:, :2] / z.clamp_min(1e-6)[:, None]) @ camera.K[:2, :2].T + camera.K[:2, 2]
-        inside = (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0)
-        count += (z > 0) & inside & (uv[:, 1] < camera.height)
-    return count
 
 
 def exponential_lr(initial: float, final: float, step: int, total: int) -> float:
@@ -266,8 +250,9 @@ class Trainer:
         view = self.next_view()
         use_mask = self.iteration >= cfg.mask_start
         pricing = cfg.rate_start is not None and self.iteration >= cfg.rate_start
+        mode: QuantMode = "round" if pricing and self.iteration >= cfg.round_start else "noise"
         image, out, gaussians, rate = render_view(
-            self.model, view.camera, cfg.raster, use_mask, self.entropy if pricing else None
+            self.model, view.camera, cfg.raster, use_mask, self.entropy if pricing else None, mode
         )
         loss = color_loss(self.model, image, view.image, gaussians.scales, cfg, use_mask)
         if rate is not None:

@@ -16,7 +16,7 @@ class TrainProgress:
     def __init__(self, total: int, quiet: bool = False, description: str = "train") -> None:
         self.total = total
         self.quiet = quiet
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, soft_wrap=True)
         self.interactive = self.console.is_terminal and sys.stderr.isatty()
         self.description = description
         self._progress: Progress | None = None

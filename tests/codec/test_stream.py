@@ -9,7 +9,9 @@ from csgaussian import api
 from csgaussian.codec.container import StreamError
 from csgaussian.codec.stream import decode_scene, encode_scene
 from csgaussian.data import load_scene
+from csgaussian.entropy.anchors import AnchorEntropyModel, RateConfig
 from csgaussian.render import RasterConfig
+from csgaussian.scene.scaffold import AnchorGrid, ScaffoldConfig, scaffold_from_points
 from csgaussian.train.loop import render_view
 
 
@@ -71,3 +73,22 @@ def test_damaged_streams_are_refused(encoded, data):
         stream = bytearray(data.draw(st.binary(min_size=0, max_size=256)))
     with pytest.raises(StreamError):
         decode_scene(bytes(stream))
+
+
+@pytest.mark.parametrize("kind", ["inr", "hashgrid"])
+def test_both_hyperpriors_round_trip_and_the_grid_sends_signs_only(kind):
+    torch.manual_seed(0)
+    grid = AnchorGrid.covering(torch.tensor([[-1.0] * 3, [1.0] * 3]), 0.05, 0.2)
+    model = scaffold_from_points(torch.rand(300, 3) * 2 - 1, grid, ScaffoldConfig())
+    model.features.data.normal_()
+    entropy = AnchorEntropyModel(model, RateConfig(hyperprior=kind))
+    encoded = encode_scene(model, entropy)
+    decoded = decode_scene(encoded.data)
+    for name, value in decoded.state_dict().items():
+        assert torch.equal(value, encoded.model.state_dict()[name]), name
+    n_signs = sum(
+        entropy.hyperprior.state_dict()[name].numel()
+        for name in entropy.hyperprior.binary_parameters()
+    )
+    dense = entropy.hyperprior.num_parameters() - n_signs
+    assert encoded.section_bytes["hyperprior"] < 2 * dense + n_signs / 8 * 1.05 + 4096

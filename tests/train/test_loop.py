@@ -17,6 +17,7 @@ def test_presets_keep_the_papers_schedule_proportions():
     paper = PRESETS["paper"]
     assert paper.iterations == 40_000 and paper.mask_start == 3_000  # supp A.2
     assert paper.rate_start == 10_000  # hyperprior MLP #1 from 10k [supp A.2]
+    assert paper.rate_start < paper.round_start < paper.iterations
     assert paper.lr.offsets == 0.01 and paper.lr.color_mlp == 0.08  # supp Table 1
     scaled = paper.with_iterations(4_000)
     assert scaled.mask_start == 300 and scaled.rate_start == 1_000
