@@ -55,8 +55,9 @@ def to_symbol_units(params: GroupParams, q0: float) -> tuple[Tensor, Tensor, Ten
 class MLPConfig:
     """Trunk MLP shared by both hyperpriors (ours, METHOD §3: "compact MLP #1")."""
 
-    width: int = 64
-    """Hidden width."""
+    width: int = 32
+    """Hidden width. Kitchen, INR, refitted on a trained scene's attributes: width 64 priced them
+    at 85.6 KB with 37.7 KB of float16 weights, width 32 at 90.5 KB with 17.0 KB (measured)."""
     depth: int = 2
     """Number of hidden layers."""
     scale_min: float = 1e-6

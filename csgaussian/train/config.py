@@ -133,11 +133,19 @@ def dataclass_from_dict(cls: type, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+SCAFFOLD_GS_RATES = replace(LearningRates(), scaling=0.007, color_mlp=0.008)
+"""Scaffold-GS's scaling and colour-MLP rates, used by the ``quick`` and ``tiny`` presets.
+
+Supp Table 1's 0.07 and 0.08 are ten times these. On kitchen (quick schedule, 6k iterations)
+they let anchor scalings explode (99th percentile 4,741 voxels) into view-dependent haze:
+test PSNR 34.56 dB against 38.10 dB with these values (measured; ``paper`` keeps Table 1)."""
+
 PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
     "quick": TrainConfig(
         iterations=6_000,
         random_init_points=5_000,
+        lr=SCAFFOLD_GS_RATES,
         mask_start=1_000,
         checkpoint_every=1_000,
         densify=DensifyConfig(start=300, interval=100, until=4_000),
@@ -148,6 +156,7 @@ PRESETS: dict[str, TrainConfig] = {
         checkpoint_every=20,
         log_every=10,
         random_init_points=2_000,
+        lr=SCAFFOLD_GS_RATES,
         densify=DensifyConfig(start=10, interval=10, until=30),
     ),
 }
