@@ -7,6 +7,7 @@ from csgaussian.entropy.hyperprior import (
     AttributeHyperprior,
     INRConfig,
     INRHyperprior,
+    MLPConfig,
     PositionalEmbedding,
     to_symbol_units,
 )
@@ -86,12 +87,13 @@ def test_parameter_counts():
     inr = INRHyperprior()
     grid = HashGridHyperprior()
     embed = 3 + 6 * INRConfig().n_freqs
-    heads = sum(64 * (2 * c + 1) + 2 * c + 1 for c in DEFAULT_GROUPS.values())
-    assert inr.num_parameters() == (embed * 64 + 64) + (64 * 64 + 64) + heads
+    w = MLPConfig().width
+    heads = sum(w * (2 * c + 1) + 2 * c + 1 for c in DEFAULT_GROUPS.values())
+    assert inr.num_parameters() == (embed * w + w) + (w * w + w) + heads
     cfg = HashGridConfig()
     tables = sum(t.numel() for t in grid.encoder.tables)
     assert tables <= cfg.n_levels * 2**cfg.log2_table_size * cfg.n_features
-    assert grid.num_parameters() == tables + (24 * 64 + 64) + (64 * 64 + 64) + heads
+    assert grid.num_parameters() == tables + (24 * w + w) + (w * w + w) + heads
     assert grid.num_parameters() > 5 * inr.num_parameters()
 
 
