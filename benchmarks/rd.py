@@ -24,6 +24,7 @@ import csv
 import json
 import lzma
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -144,7 +145,7 @@ def train_run(
         return run_dir
     resume = settings.skip_existing and same and (run_dir / CHECKPOINT_NAME).is_file()
     if not resume:
-        (run_dir / SCENE_NAME).unlink(missing_ok=True)  # never mistake a stale scene for this run
+        shutil.rmtree(run_dir, ignore_errors=True)  # never mistake a stale run for this one
     console.print(f"{'resuming' if resume else 'training'} {name} ({settings.iterations} it)")
     result = api.train(
         settings.data,

@@ -23,6 +23,7 @@ from .ply import write_gaussians_ply
 from .render import RasterConfig
 from .scene.scaffold import NeuralGaussians, ScaffoldModel
 from .train.checkpoint import (
+    CHECKPOINT_NAME,
     RUN_INFO_NAME,
     SCENE_NAME,
     RunError,
@@ -63,6 +64,10 @@ def train(
     run_dir = Path(run_dir)
     if resume:
         info = read_run_info(run_dir)
+    elif (run_dir / CHECKPOINT_NAME).is_file():
+        raise RunError(
+            f"{run_dir}: already holds a run; continue it with --resume or use a new directory"
+        )
     else:
         info = {
             "data": str(Path(data).resolve()),

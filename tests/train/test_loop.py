@@ -72,6 +72,13 @@ def test_checkpoints_leave_no_temporary_files(tiny_run: Path):
     assert info["preset"] == "tiny"
 
 
+def test_a_new_training_never_overwrites_an_existing_run(tiny_run, tiny_scene):
+    before = (tiny_run / CHECKPOINT_NAME).read_bytes()
+    with pytest.raises(ValueError, match="already holds a run"):
+        api.train(tiny_scene, tiny_run, preset="tiny", quiet=True)
+    assert (tiny_run / CHECKPOINT_NAME).read_bytes() == before
+
+
 def test_resume_without_a_run_directory_fails_clearly(tmp_path):
     with pytest.raises(ValueError, match="not a csgaussian run directory"):
         api.train(None, tmp_path / "nothing", resume=True)
