@@ -31,7 +31,7 @@ def load_torch(path: Path) -> Any:
     if not path.is_file():
         raise RunError(f"{path}: no such file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
         raise RunError(f"{path}: not a readable csgaussian file ({type(err).__name__})") from None
 
