@@ -208,12 +208,15 @@ def evaluate(
     model = load_model(source)
     scene = _scene_for(source, data)
     started = time.perf_counter()
-    preds = [render_camera(model, view.camera) for view in scene.test]
+    preds, counts = [], []
+    with torch.no_grad():
+        for view in scene.test:
+            image, _, gaussians, _ = render_view(model, view.camera, RasterConfig())
+            preds.append(image.clamp(0, 1))
+            counts.append(gaussians.means.shape[0])
     seconds = time.perf_counter() - started
     metrics = evaluate_images(preds, [view.image for view in scene.test], load_lpips(lpips_weights))
-    n_gaussians = sum(
-        int(model.neural_gaussians(view.camera).means.shape[0]) for view in scene.test
-    ) / max(len(scene.test), 1)
+    n_gaussians = sum(counts) / max(len(counts), 1)
     return {
         "psnr": metrics["psnr"],
         "ssim": metrics["ssim"],

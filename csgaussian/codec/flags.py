@@ -25,14 +25,13 @@ def encode_flags(flags: np.ndarray) -> bytes:
     if flags.size > MAX_FLAGS:
         raise ValueError(f"{flags.size} flags, at most {MAX_FLAGS} per payload")
     ones = int(flags.sum())
-    p_one = min(max(round(ones / max(flags.size, 1) * _ONE), 1), _ONE - 1)
-    header = _HEADER.pack(flags.size, p_one)
     if ones in (0, flags.size):  # a constant array needs no payload beyond its value
         return _HEADER.pack(flags.size, 0 if ones == 0 else _ONE - 1) + b"\x00"
+    p_one = min(max(round(ones / flags.size * _ONE), 1), _ONE - 1)
     coder = constriction.stream.stack.AnsCoder()
     model = constriction.stream.model.Bernoulli(p_one / _ONE, perfect=False)
     coder.encode_reverse(flags.astype(np.int32), model)
-    return header + b"\x01" + coder.get_compressed().tobytes()
+    return _HEADER.pack(flags.size, p_one) + b"\x01" + coder.get_compressed().tobytes()
 
 
 def decode_flags(data: bytes) -> np.ndarray:

@@ -115,8 +115,8 @@ def encode_scene(model: ScaffoldModel, entropy: AnchorEntropyModel) -> EncodedSc
         order = torch.from_numpy(canonical_order(cells).astype(np.int64))
         ids = alive.nonzero().squeeze(1)[order]
         coded = ScaffoldModel(model.anchor_cells[ids], model.grid, model.config)
-        renderer = unpack_tensors(pack_tensors(_renderer_state(model), WEIGHT_DTYPE))
-        coded.load_state_dict(renderer, strict=False)
+        renderer_blob = pack_tensors(_renderer_state(model), WEIGHT_DTYPE)
+        coded.load_state_dict(unpack_tensors(renderer_blob), strict=False)
         hyper_blob = pack_hyperprior(entropy)
         hyper_state = unpack_hyperprior(hyper_blob, AnchorEntropyModel(coded, entropy.config))
         params = _coding_params(hyper_state, coded, entropy.config)
@@ -148,7 +148,7 @@ def encode_scene(model: ScaffoldModel, entropy: AnchorEntropyModel) -> EncodedSc
         ("meta", json.dumps(meta).encode()),
         ("positions", encode_positions(cells[order.numpy()])),
         ("masks", encode_flags(mask.numpy())),
-        ("renderer", pack_tensors(_renderer_state(model), WEIGHT_DTYPE)),
+        ("renderer", renderer_blob),
         ("hyperprior", hyper_blob),
         *((group, payloads[group]) for group in GROUP_PARAMETERS),
     ]
