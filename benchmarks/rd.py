@@ -14,13 +14,14 @@ Writes ``rd.csv``, ``rd.md`` and ``rd.png`` into ``--out`` and ends by printing 
 
 Usage:
     python benchmarks/rd.py [--data DIR] [--out DIR] [--preset quick] [--iterations N]
-        [--lambdas 0.001 0.004 0.016] [--grid-lambdas ...] [--skip-existing] [--quick]
+        [--lambdas 0.001 0.004 0.008 0.016] [--grid-lambdas 0.004 0.008] [--skip-existing] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import lzma
 import math
@@ -50,8 +51,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitchen"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "rd"
 QUICK_OUT = REPO / "benchmarks" / "results" / "rd_quick"
-DEFAULT_LAMBDAS = (0.001, 0.004, 0.016)
-"""HAC's rate points span 0.004 ... 0.001; 0.016 adds a lower-rate point."""
+DEFAULT_LAMBDAS = (0.001, 0.004, 0.008, 0.016)
+"""HAC's rate points span 0.004 ... 0.001; 0.008 and 0.016 add lower-rate points."""
+DEFAULT_GRID_LAMBDAS = (0.004, 0.008)
+"""The hash-grid peer at two points, so the INR curve can be read at equal PSNR."""
 QUICK_LAMBDAS = (0.001, 0.016)
 QUICK_ITERATIONS = 60
 """Smoke mode: enough iterations to pass the rate start (a quarter of them) and densify once."""
@@ -251,6 +254,17 @@ def coded_point(settings: Settings, run_dir: Path, method: str, lambda_rate: flo
     )
 
 
+def bytes_at_psnr(curve: list[Point], psnr: float) -> float | None:
+    """Bytes of ``curve`` at ``psnr``, interpolated linearly in (PSNR, log bytes) between the two
+    points that bracket it; None outside the curve's PSNR range."""
+    ordered = sorted(curve, key=lambda p: p.psnr)
+    for low, high in itertools.pairwise(ordered):
+        if low.psnr <= psnr <= high.psnr and high.psnr > low.psnr:
+            t = (psnr - low.psnr) / (high.psnr - low.psnr)
+            return math.exp((1 - t) * math.log(low.bytes) + t * math.log(high.bytes))
+    return None
+
+
 def derived_figures(points: list[Point], fp32: Point) -> dict[str, Any]:
     """The headline numbers of issue 3."""
     inr = [p for p in points if p.method == INR]
@@ -278,6 +292,17 @@ def derived_figures(points: list[Point], fp32: Point) -> dict[str, Any]:
             }
             for p in inr
             if p.lambda_rate in grid
+        ],
+        "inr_at_hashgrid_psnr": [
+            {
+                "hashgrid_lambda": g.lambda_rate,
+                "psnr": round(g.psnr, 3),
+                "hashgrid_bytes": g.bytes,
+                "inr_bytes_interpolated": None if at is None else round(at),
+                "inr_over_hashgrid": None if at is None else round(at / g.bytes, 4),
+            }
+            for g in grid.values()
+            for at in [bytes_at_psnr(inr, g.psnr)]
         ],
         "max_rel_error_actual_vs_estimated": round(max(errors), 5) if errors else None,
         "max_encode_s": round(max(p.encode_s for p in timed), 3) if timed else None,
@@ -392,7 +417,9 @@ def parse_settings(argv: list[str] | None) -> Settings:
     )
     args = ap.parse_args(argv)
     lambdas = tuple(args.lambdas or (QUICK_LAMBDAS if args.quick else DEFAULT_LAMBDAS))
-    grid_lambdas = tuple(args.grid_lambdas or lambdas)
+    grid_lambdas = tuple(
+        args.grid_lambdas or (QUICK_LAMBDAS if args.quick else DEFAULT_GRID_LAMBDAS)
+    )
     if any(lam <= 0 for lam in lambdas + grid_lambdas):
         ap.error("--lambdas and --grid-lambdas must be > 0 (lambda 0 is the fp32 baseline)")
     iterations = args.iterations or (

@@ -3,33 +3,101 @@
 Layout (little-endian)::
 
     count u16
-    per tensor: name_len u8, name utf-8, dtype u8 (0 float32, 1 float16), rank u8,
-                dims u32[rank], data (prod(dims) values of dtype)
+    per tensor: name_len u8, name utf-8, dtype u8 (0 float32, 1 float16, 2 int8), rank u8,
+                dims u32[rank], data
 
-Every length is checked against the remaining bytes before anything is allocated.
+``data`` is ``prod(dims)`` values of the dtype for the float types. ``int8`` is a coded format
+(ours, the usual post-training weight quantization): each row (first dimension; the whole tensor
+for ranks 0 and 1) has a float16 step ``absmax / 127``; the symbols ``round(w / step)`` in
+``[-127, 127]`` are entropy-coded with constriction under one zero-mean Gaussian per tensor, so
+``data`` is ``steps f16[rows], symbol scale f32, payload_len u32, payload``. Trained MLP weights
+cost about 8 bits each instead of 16 (kitchen renderer MLPs: 14.3 KB against 28.1 KB, measured).
+
+Every length is checked against the remaining bytes before anything is allocated; coded tensors,
+whose size the bytes do not bound, are limited to ``MAX_CODED_VALUES`` values per blob.
 """
 
 from __future__ import annotations
 
+import math
 import struct
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from csgaussian.codec.attributes import decode_gaussian, encode_gaussian
 from csgaussian.codec.container import StreamError
 
-WeightDType = Literal["float32", "float16"]
+WeightDType = Literal["float32", "float16", "int8"]
 
 MAX_TENSORS = 4096
 MAX_RANK = 8
 MAX_NAME_LEN = 255
+MAX_CODED_VALUES = 1 << 22
+"""Values of all int8-coded tensors of one blob together (renderer MLPs hold ~14k)."""
+INT8_LEVELS = 127
+"""Symbols of the int8 format lie in [-INT8_LEVELS, INT8_LEVELS]."""
 _DTYPES: dict[str, tuple[int, np.dtype]] = {
     "float32": (0, np.dtype("<f4")),
     "float16": (1, np.dtype("<f2")),
 }
 _BY_CODE = {code: dt for code, dt in _DTYPES.values()}
+_INT8_CODE = 2
+_STEP_DTYPE = np.dtype("<f2")
+_CODED_HEADER = struct.Struct("<fI")  # symbol scale, payload length
+
+
+def _rows(shape: tuple[int, ...]) -> int:
+    """Number of per-row steps of an int8 tensor of ``shape``."""
+    return shape[0] if len(shape) >= 2 else 1
+
+
+def _pack_int8(t: Tensor) -> bytes:
+    """The int8 ``data`` of one tensor (see the module docstring)."""
+    w = t.detach().cpu().to(torch.float64).numpy()
+    rows = w.reshape(_rows(w.shape), -1) if w.size else np.zeros((_rows(w.shape), 0))
+    absmax = np.abs(rows).max(axis=1) if rows.shape[1] else np.zeros(rows.shape[0])
+    steps = (absmax / INT8_LEVELS).astype(_STEP_DTYPE)
+    step64 = steps.astype(np.float64)[:, None]
+    safe = np.where(step64 > 0, step64, 1.0)
+    symbols = np.where(step64 > 0, np.round(rows / safe), 0.0)
+    symbols = np.clip(symbols, -INT8_LEVELS, INT8_LEVELS).astype(np.int32).ravel()
+    scale = float(np.sqrt(np.mean(symbols.astype(np.float64) ** 2))) if symbols.size else 1.0
+    scale = max(scale, 1.0)
+    payload = (
+        encode_gaussian(symbols, np.zeros(symbols.size), np.full(symbols.size, scale))
+        if symbols.size
+        else b""
+    )
+    return steps.tobytes() + _CODED_HEADER.pack(scale, len(payload)) + payload
+
+
+def _unpack_int8(data: bytes, pos: int, name: str, shape: tuple[int, ...]) -> tuple[Tensor, int]:
+    """Decode the int8 ``data`` of tensor ``name`` at ``pos``; returns it and the new position."""
+    n_rows = _rows(shape)
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = _take(data, pos, n_rows * _STEP_DTYPE.itemsize, f"tensor '{name}' steps")
+    steps = np.frombuffer(raw, dtype=_STEP_DTYPE).astype(np.float32)
+    pos += len(raw)
+    scale, n_payload = _CODED_HEADER.unpack(_take(data, pos, _CODED_HEADER.size, f"'{name}'"))
+    pos += _CODED_HEADER.size
+    payload = _take(data, pos, n_payload, f"tensor '{name}' payload")
+    pos += n_payload
+    if not np.all(np.isfinite(steps)) or not (math.isfinite(scale) and scale >= 1.0):
+        raise StreamError(f"bad weights: tensor '{name}' has invalid steps or symbol scale")
+    if count == 0:
+        return torch.zeros(shape), pos
+    try:
+        symbols = decode_gaussian(payload, np.zeros(count), np.full(count, scale))
+    except ValueError as err:
+        raise StreamError(f"bad weights: tensor '{name}' ({err})") from None
+    if np.any(np.abs(symbols) > INT8_LEVELS):
+        raise StreamError(f"bad weights: tensor '{name}' has symbols beyond +-{INT8_LEVELS}")
+    values = symbols.astype(np.float32).reshape(n_rows, -1) * steps[:, None]
+    return torch.from_numpy(values.reshape(shape)), pos
 
 
 def pack_tensors(named: dict[str, Tensor], dtype: WeightDType = "float32") -> bytes:
@@ -37,16 +105,19 @@ def pack_tensors(named: dict[str, Tensor], dtype: WeightDType = "float32") -> by
 
     Args:
         named: name -> tensor (any float dtype, any device); at most MAX_TENSORS entries.
-        dtype: storage precision; float16 halves the size (values rounded to nearest).
+        dtype: storage precision; float16 halves the size (values rounded to nearest); int8
+            quantizes each row to 255 levels and entropy-codes them (lossy, ~8 bits a value).
 
     Returns:
         The blob; ``unpack_tensors`` restores names, shapes and the stored values.
     """
-    if dtype not in _DTYPES:
-        raise ValueError(f"unknown weight dtype '{dtype}' (expected float32 or float16)")
+    if dtype not in (*_DTYPES, "int8"):
+        raise ValueError(f"unknown weight dtype '{dtype}' (expected float32, float16 or int8)")
     if len(named) > MAX_TENSORS:
         raise ValueError(f"{len(named)} tensors, at most {MAX_TENSORS} allowed")
-    code, np_dtype = _DTYPES[dtype]
+    if dtype == "int8" and sum(t.numel() for t in named.values()) > MAX_CODED_VALUES:
+        raise ValueError(f"int8 blobs hold at most {MAX_CODED_VALUES} values")
+    code, np_dtype = _DTYPES.get(dtype, (_INT8_CODE, None))
     out = bytearray(struct.pack("<H", len(named)))
     for name, t in named.items():
         raw = name.encode("utf-8")
@@ -56,9 +127,12 @@ def pack_tensors(named: dict[str, Tensor], dtype: WeightDType = "float32") -> by
             raise ValueError(f"tensor '{name}' has rank {t.ndim}, at most {MAX_RANK} allowed")
         if not t.is_floating_point():
             raise ValueError(f"tensor '{name}' is {t.dtype}, only float tensors are packed")
-        arr = t.detach().cpu().to(torch.float64).numpy().astype(np_dtype)
         out += struct.pack("<B", len(raw)) + raw + struct.pack("<BB", code, t.ndim)
-        out += struct.pack(f"<{t.ndim}I", *t.shape) + arr.tobytes()
+        out += struct.pack(f"<{t.ndim}I", *t.shape)
+        if np_dtype is None:
+            out += _pack_int8(t)
+        else:
+            out += t.detach().cpu().to(torch.float64).numpy().astype(np_dtype).tobytes()
     return bytes(out)
 
 
@@ -68,17 +142,26 @@ def _take(data: bytes, pos: int, n: int, what: str) -> bytes:
     return data[pos : pos + n]
 
 
-def unpack_tensors(data: bytes) -> dict[str, Tensor]:
+def unpack_tensors(
+    data: bytes, shapes: Mapping[str, torch.Size] | None = None
+) -> dict[str, Tensor]:
     """Inverse of ``pack_tensors``; returns float32 tensors holding exactly the stored values.
 
+    Args:
+        data: the blob.
+        shapes: if given, the names and shapes the blob may hold (e.g. a template's state dict):
+            anything else is refused before its values are read.
+
     Raises:
-        StreamError: truncated or malformed blob, bad names / ranks / dtypes, trailing bytes.
+        StreamError: truncated or malformed blob, bad names / ranks / dtypes / shapes, trailing
+            bytes.
     """
     data = bytes(data)
     (count,) = struct.unpack("<H", _take(data, 0, 2, "tensor count"))
     if count > MAX_TENSORS:
         raise StreamError(f"bad weights: {count} tensors exceeds the limit of {MAX_TENSORS}")
     pos = 2
+    coded_values = 0
     out: dict[str, Tensor] = {}
     for i in range(count):
         n = _take(data, pos, 1, f"tensor {i} name length")[0]
@@ -92,13 +175,21 @@ def unpack_tensors(data: bytes) -> dict[str, Tensor]:
             raise StreamError(f"bad weights: duplicate tensor name '{name}'")
         pos += 1 + n
         code, rank = _take(data, pos, 2, f"tensor '{name}' dtype and rank")
-        if code not in _BY_CODE:
+        if code not in _BY_CODE and code != _INT8_CODE:
             raise StreamError(f"bad weights: tensor '{name}' has unknown dtype code {code}")
         if rank > MAX_RANK:
             raise StreamError(f"bad weights: tensor '{name}' has rank {rank} > {MAX_RANK}")
         pos += 2
         shape = struct.unpack(f"<{rank}I", _take(data, pos, 4 * rank, f"tensor '{name}' shape"))
         pos += 4 * rank
+        if shapes is not None and tuple(shapes.get(name, (-1,))) != shape:
+            raise StreamError(f"bad weights: unexpected tensor '{name}' of shape {list(shape)}")
+        if code == _INT8_CODE:
+            coded_values += int(np.prod(shape, dtype=np.float64))
+            if coded_values > MAX_CODED_VALUES:
+                raise StreamError(f"bad weights: more than {MAX_CODED_VALUES} coded values")
+            out[name], pos = _unpack_int8(data, pos, name, shape)
+            continue
         np_dtype = _BY_CODE[code]
         nbytes = int(np.prod(shape, dtype=np.float64)) * np_dtype.itemsize
         if nbytes > len(data) - pos:

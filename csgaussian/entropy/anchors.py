@@ -57,6 +57,11 @@ def attribute_groups(model: ScaffoldModel) -> dict[str, int]:
     }
 
 
+def offset_channels(offset_mask: Tensor) -> Tensor:
+    """Per-offset mask ``[V, K]`` -> per coded channel ``[V, 3K]`` (x, y, z of each offset)."""
+    return offset_mask.repeat_interleave(3, dim=1)
+
+
 def build_hyperprior(model: ScaffoldModel, config: RateConfig) -> AttributeHyperprior:
     groups = attribute_groups(model)
     if config.hyperprior == "inr":
@@ -105,7 +110,7 @@ class AnchorEntropyModel(nn.Module):
             for group, name in GROUP_PARAMETERS.items()
         }
         out = self.hyperprior(positions, values, mode)
-        offset_weight = offset_mask.repeat_interleave(3, dim=1)  # [V, 3K]
+        offset_weight = offset_channels(offset_mask)  # [V, 3K]
         bits = out["feature"].bits.sum() + out["scaling"].bits.sum()
         bits = bits + (out["offsets"].bits * offset_weight).sum()
         n_values = (

@@ -30,6 +30,33 @@ def test_round_trip(dtype):
     assert len(data) < n * (2 if dtype == "float16" else 4) + 40 * len(NAMED)
 
 
+def test_int8_round_trip_is_within_half_a_row_step_and_small():
+    torch.manual_seed(0)
+    named = {**NAMED, "zero_row": torch.cat([torch.zeros(1, 9), torch.randn(3, 9)])}
+    data = pack_tensors(named, "int8")
+    out = unpack_tensors(data)
+    assert list(out) == list(named)
+    for name, t in named.items():
+        assert out[name].shape == t.shape
+        if t.numel() == 0:
+            continue
+        rows = t.reshape(t.shape[0] if t.ndim >= 2 else 1, -1)
+        half_step = rows.abs().amax(dim=1, keepdim=True) / 127 * 0.5 * 1.001 + 1e-7
+        err = (out[name] - t).reshape(rows.shape).abs()
+        assert torch.all(err <= half_step), name
+    assert torch.all(out["zero_row"][0] == 0)
+    # Gaussian weights: under 9 bits a value instead of float16's 16
+    big = {"w": torch.randn(50, 54)}
+    assert len(pack_tensors(big, "int8")) < 0.55 * len(pack_tensors(big, "float16"))
+
+
+def test_an_int8_blob_cannot_claim_more_values_than_the_limit():
+    header = struct.pack("<HB", 1, 1) + b"w" + struct.pack("<BB", 2, 2)
+    huge = header + struct.pack("<2I", 2**16, 2**16) + b"\x00" * 64
+    with pytest.raises(StreamError, match="coded values"):
+        unpack_tensors(huge)
+
+
 def test_state_dict_of_a_module_round_trips():
     model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     clone = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
@@ -42,7 +69,7 @@ def test_pack_rejects_bad_input():
     with pytest.raises(ValueError, match="float"):
         pack_tensors({"i": torch.arange(3)})
     with pytest.raises(ValueError, match="dtype"):
-        pack_tensors(NAMED, "int8")  # type: ignore[arg-type]
+        pack_tensors(NAMED, "int4")  # type: ignore[arg-type]
 
 
 def test_specific_corruptions():
@@ -66,7 +93,9 @@ def test_specific_corruptions():
 @settings(max_examples=300, deadline=1000)
 @given(st.data())
 def test_random_corruption_is_a_stream_error_or_a_valid_dict(data):
-    blob = bytearray(pack_tensors({"a": torch.randn(3, 4), "b": torch.randn(5)}, "float16"))
+    dtype = data.draw(st.sampled_from(["float16", "int8"]))
+    named = {"a": torch.randn(3, 4), "b": torch.randn(5)}
+    blob = bytearray(pack_tensors(named, dtype))
     kind = data.draw(st.sampled_from(["cut", "flip", "garbage"]))
     if kind == "cut":
         blob = blob[: data.draw(st.integers(0, len(blob) - 1))]
@@ -76,7 +105,16 @@ def test_random_corruption_is_a_stream_error_or_a_valid_dict(data):
     else:
         blob = bytearray(data.draw(st.binary(max_size=200)))
     try:
-        out = unpack_tensors(bytes(blob))
+        out = unpack_tensors(bytes(blob), {k: t.shape for k, t in named.items()})
     except StreamError:
         return
-    assert all(isinstance(t, torch.Tensor) for t in out.values())
+    assert all(out[k].shape == t.shape for k, t in named.items() if k in out)
+
+
+def test_a_template_refuses_unexpected_names_and_shapes():
+    data = pack_tensors({"w": torch.ones(2, 3)}, "int8")
+    assert unpack_tensors(data, {"w": torch.Size([2, 3])})["w"].shape == (2, 3)
+    with pytest.raises(StreamError, match="unexpected tensor 'w' of shape \\[2, 3\\]"):
+        unpack_tensors(data, {"w": torch.Size([3, 2])})
+    with pytest.raises(StreamError, match="unexpected tensor 'w'"):
+        unpack_tensors(data, {"v": torch.Size([2, 3])})

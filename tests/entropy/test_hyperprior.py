@@ -7,7 +7,6 @@ from csgaussian.entropy.hyperprior import (
     AttributeHyperprior,
     INRConfig,
     INRHyperprior,
-    MLPConfig,
     PositionalEmbedding,
     to_symbol_units,
 )
@@ -87,10 +86,12 @@ def test_parameter_counts():
     inr = INRHyperprior()
     grid = HashGridHyperprior()
     embed = 3 + 6 * INRConfig().n_freqs
-    w = MLPConfig().width
+    w = INRConfig().mlp.width
     heads = sum(w * (2 * c + 1) + 2 * c + 1 for c in DEFAULT_GROUPS.values())
     assert inr.num_parameters() == (embed * w + w) + (w * w + w) + heads
     cfg = HashGridConfig()
+    w = cfg.mlp.width
+    heads = sum(w * (2 * c + 1) + 2 * c + 1 for c in DEFAULT_GROUPS.values())
     tables = sum(t.numel() for t in grid.encoder.tables)
     assert tables <= cfg.n_levels * 2**cfg.log2_table_size * cfg.n_features
     assert grid.num_parameters() == tables + (24 * w + w) + (w * w + w) + heads

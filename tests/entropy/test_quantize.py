@@ -11,7 +11,7 @@ from csgaussian.entropy.quantize import (
 
 def test_config_matches_method():
     q = QuantizationConfig()
-    assert (q.q0("feature"), q.q0("scaling"), q.q0("offsets")) == (1.0, 0.01, 0.2)
+    assert (q.q0("feature"), q.q0("scaling"), q.q0("offsets")) == (1.0, 0.03, 0.2)
     with pytest.raises(KeyError):
         q.q0("colour")
 

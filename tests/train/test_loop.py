@@ -34,7 +34,7 @@ def test_training_improves_the_fit(tiny_scene, tmp_path):
     for _ in range(88):
         trainer.step()
     last = [trainer.step().psnr for _ in range(6)]
-    assert sum(last) / 6 > sum(first) / 6 + 2.0  # PSNR gains dBs in 100 iterations
+    assert sum(last) / 6 > sum(first) / 6 + 1.0  # PSNR gains over a dB in 100 iterations
 
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_scene, tmp_path, monkeypatch):
