@@ -66,7 +66,7 @@ def _pack_int8(t: Tensor) -> bytes:
     symbols = np.where(step64 > 0, np.round(rows / safe), 0.0)
     symbols = np.clip(symbols, -INT8_LEVELS, INT8_LEVELS).astype(np.int32).ravel()
     scale = float(np.sqrt(np.mean(symbols.astype(np.float64) ** 2))) if symbols.size else 1.0
-    scale = max(scale, 1.0)
+    scale = float(np.float32(max(scale, 1.0)))  # the value the decoder reads back
     payload = (
         encode_gaussian(symbols, np.zeros(symbols.size), np.full(symbols.size, scale))
         if symbols.size
