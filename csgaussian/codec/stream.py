@@ -58,16 +58,18 @@ def _renderer_state(model: ScaffoldModel) -> dict[str, torch.Tensor]:
 
 
 def _coding_params(
-    hyperprior_state: dict[str, torch.Tensor], model: ScaffoldModel, rate: RateConfig
+    coder: AnchorEntropyModel, hyperprior_state: dict[str, torch.Tensor], model: ScaffoldModel
 ) -> dict[str, tuple[torch.Tensor, np.ndarray, np.ndarray]]:
-    """Per group: step ``[N, 1]`` (float64), means and scales ``[N, C]`` in symbol units."""
-    entropy = AnchorEntropyModel(model, rate).double()
-    entropy.hyperprior.load_state_dict({k: v.double() for k, v in hyperprior_state.items()})
+    """Per group: step ``[N, 1]`` (float64), means and scales ``[N, C]`` in symbol units.
+
+    ``coder`` is a float64 entropy model for ``model``; it receives the decoded hyperprior weights.
+    """
+    coder.hyperprior.load_state_dict({k: v.double() for k, v in hyperprior_state.items()})
     with torch.no_grad():
-        params = entropy.hyperprior.params(model.grid.unit_cube(model.anchor_cells))
+        params = coder.hyperprior.params(model.grid.unit_cube(model.anchor_cells))
     out = {}
     for group, p in params.items():
-        step, mean, scale = to_symbol_units(p, rate.quant.q0(group))
+        step, mean, scale = to_symbol_units(p, coder.config.quant.q0(group))
         out[group] = (step, mean.numpy(), scale.numpy())
     return out
 
@@ -124,8 +126,8 @@ def encode_scene(model: ScaffoldModel, entropy: AnchorEntropyModel) -> EncodedSc
         renderer_blob = pack_tensors(_renderer_state(model), RENDERER_WEIGHTS)
         coded.load_state_dict(unpack_tensors(renderer_blob), strict=False)
         hyper_blob = pack_hyperprior(entropy)
-        hyper_state = unpack_hyperprior(hyper_blob, AnchorEntropyModel(coded, entropy.config))
-        params = _coding_params(hyper_state, coded, entropy.config)
+        coder = AnchorEntropyModel(coded, entropy.config).double()
+        params = _coding_params(coder, unpack_hyperprior(hyper_blob, entropy), coded)
         mask = keep[ids]  # [N, K]
 
         payloads: dict[str, bytes] = {}
@@ -185,8 +187,8 @@ def decode_scene(data: bytes) -> ScaffoldModel:
     try:
         renderer_shapes = {k: v.shape for k, v in _renderer_state(model).items()}
         model.load_state_dict(unpack_tensors(sections["renderer"], renderer_shapes), strict=False)
-        hyper_state = unpack_hyperprior(sections["hyperprior"], AnchorEntropyModel(model, rate))
-        params = _coding_params(hyper_state, model, rate)
+        coder = AnchorEntropyModel(model, rate).double()
+        params = _coding_params(coder, unpack_hyperprior(sections["hyperprior"], coder), model)
     except RuntimeError as err:
         raise StreamError(
             f"network weights do not fit the metadata ({err})".splitlines()[0]

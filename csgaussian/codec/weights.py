@@ -58,13 +58,12 @@ def _rows(shape: tuple[int, ...]) -> int:
 def _pack_int8(t: Tensor) -> bytes:
     """The int8 ``data`` of one tensor (see the module docstring)."""
     w = t.detach().cpu().to(torch.float64).numpy()
-    rows = w.reshape(_rows(w.shape), -1) if w.size else np.zeros((_rows(w.shape), 0))
-    absmax = np.abs(rows).max(axis=1) if rows.shape[1] else np.zeros(rows.shape[0])
-    steps = (absmax / INT8_LEVELS).astype(_STEP_DTYPE)
+    n_rows = _rows(w.shape)
+    rows = w.reshape(n_rows, w.size // n_rows if n_rows else 0)
+    steps = (np.abs(rows).max(axis=1, initial=0.0) / INT8_LEVELS).astype(_STEP_DTYPE)
     step64 = steps.astype(np.float64)[:, None]
-    safe = np.where(step64 > 0, step64, 1.0)
-    symbols = np.where(step64 > 0, np.round(rows / safe), 0.0)
-    symbols = np.clip(symbols, -INT8_LEVELS, INT8_LEVELS).astype(np.int32).ravel()
+    quotient = np.divide(rows, step64, out=np.zeros_like(rows), where=step64 > 0)
+    symbols = np.clip(np.round(quotient), -INT8_LEVELS, INT8_LEVELS).astype(np.int32).ravel()
     scale = float(np.sqrt(np.mean(symbols.astype(np.float64) ** 2))) if symbols.size else 1.0
     scale = float(np.float32(max(scale, 1.0)))  # the value the decoder reads back
     payload = (
