@@ -3,15 +3,16 @@
 Layout (little-endian)::
 
     count u16
-    per tensor: name_len u8, name utf-8, dtype u8 (0 float32, 1 float16, 2 int8), rank u8,
-                dims u32[rank], data
+    per tensor: name_len u8, name utf-8, dtype u8 (0 float32, 1 float16, 2 int8, 3 int10),
+                rank u8, dims u32[rank], data
 
-``data`` is ``prod(dims)`` values of the dtype for the float types. ``int8`` is a coded format
-(ours, the usual post-training weight quantization): each row (first dimension; the whole tensor
-for ranks 0 and 1) has a float16 step ``absmax / 127``; the symbols ``round(w / step)`` in
-``[-127, 127]`` are entropy-coded with constriction under one zero-mean Gaussian per tensor, so
-``data`` is ``steps f16[rows], symbol scale f32, payload_len u32, payload``. Trained MLP weights
-cost about 8 bits each instead of 16 (kitchen renderer MLPs: 14.3 KB against 28.1 KB, measured).
+``data`` is ``prod(dims)`` values of the dtype for the float types. ``int8`` and ``int10`` are
+coded formats (ours, the usual post-training weight quantization): each row (first dimension; the
+whole tensor for ranks 0 and 1) has a float16 step ``absmax / L`` (L = 127 or 511); the symbols
+``round(w / step)`` in ``[-L, L]`` are entropy-coded with constriction under one zero-mean
+Gaussian per tensor, so ``data`` is ``steps f16[rows], symbol scale f32, payload_len u32,
+payload``. Trained MLP weights cost about 8 (int8) or 10 (int10) bits each instead of 16 (kitchen
+renderer MLPs, int8: 14.3 KB against 28.1 KB; hyperprior, int10: 5.9 KB against 8.4 KB; measured).
 
 Every length is checked against the remaining bytes before anything is allocated; coded tensors,
 whose size the bytes do not bound, are limited to ``MAX_CODED_VALUES`` values per blob.
@@ -31,39 +32,40 @@ from torch import Tensor
 from csgaussian.codec.attributes import decode_gaussian, encode_gaussian
 from csgaussian.codec.container import StreamError
 
-WeightDType = Literal["float32", "float16", "int8"]
+WeightDType = Literal["float32", "float16", "int8", "int10"]
 
 MAX_TENSORS = 4096
 MAX_RANK = 8
 MAX_NAME_LEN = 255
 MAX_CODED_VALUES = 1 << 22
-"""Values of all int8-coded tensors of one blob together (renderer MLPs hold ~14k)."""
-INT8_LEVELS = 127
-"""Symbols of the int8 format lie in [-INT8_LEVELS, INT8_LEVELS]."""
+"""Values of all coded (int8 / int10) tensors of one blob together (renderer MLPs hold ~14k)."""
+CODED_LEVELS = {"int8": 127, "int10": 511}
+"""Symbols of a coded format lie in [-levels, levels]."""
 _DTYPES: dict[str, tuple[int, np.dtype]] = {
     "float32": (0, np.dtype("<f4")),
     "float16": (1, np.dtype("<f2")),
 }
 _BY_CODE = {code: dt for code, dt in _DTYPES.values()}
-_INT8_CODE = 2
+_CODED_CODES = {"int8": 2, "int10": 3}
+_LEVELS_BY_CODE = {_CODED_CODES[name]: levels for name, levels in CODED_LEVELS.items()}
 _STEP_DTYPE = np.dtype("<f2")
 _CODED_HEADER = struct.Struct("<fI")  # symbol scale, payload length
 
 
 def _rows(shape: tuple[int, ...]) -> int:
-    """Number of per-row steps of an int8 tensor of ``shape``."""
+    """Number of per-row steps of a coded tensor of ``shape``."""
     return shape[0] if len(shape) >= 2 else 1
 
 
-def _pack_int8(t: Tensor) -> bytes:
-    """The int8 ``data`` of one tensor (see the module docstring)."""
+def _pack_coded(t: Tensor, levels: int) -> bytes:
+    """The coded ``data`` of one tensor with symbols in ``[-levels, levels]`` (module docstring)."""
     w = t.detach().cpu().to(torch.float64).numpy()
     n_rows = _rows(w.shape)
     rows = w.reshape(n_rows, w.size // n_rows if n_rows else 0)
-    steps = (np.abs(rows).max(axis=1, initial=0.0) / INT8_LEVELS).astype(_STEP_DTYPE)
+    steps = (np.abs(rows).max(axis=1, initial=0.0) / levels).astype(_STEP_DTYPE)
     step64 = steps.astype(np.float64)[:, None]
     quotient = np.divide(rows, step64, out=np.zeros_like(rows), where=step64 > 0)
-    symbols = np.clip(np.round(quotient), -INT8_LEVELS, INT8_LEVELS).astype(np.int32).ravel()
+    symbols = np.clip(np.round(quotient), -levels, levels).astype(np.int32).ravel()
     scale = float(np.sqrt(np.mean(symbols.astype(np.float64) ** 2))) if symbols.size else 1.0
     scale = float(np.float32(max(scale, 1.0)))  # the value the decoder reads back
     payload = (
@@ -74,8 +76,10 @@ def _pack_int8(t: Tensor) -> bytes:
     return steps.tobytes() + _CODED_HEADER.pack(scale, len(payload)) + payload
 
 
-def _unpack_int8(data: bytes, pos: int, name: str, shape: tuple[int, ...]) -> tuple[Tensor, int]:
-    """Decode the int8 ``data`` of tensor ``name`` at ``pos``; returns it and the new position."""
+def _unpack_coded(
+    data: bytes, pos: int, name: str, shape: tuple[int, ...], levels: int
+) -> tuple[Tensor, int]:
+    """Decode the coded ``data`` of tensor ``name`` at ``pos``; returns it and the new position."""
     n_rows = _rows(shape)
     count = int(np.prod(shape, dtype=np.int64))
     raw = _take(data, pos, n_rows * _STEP_DTYPE.itemsize, f"tensor '{name}' steps")
@@ -93,8 +97,8 @@ def _unpack_int8(data: bytes, pos: int, name: str, shape: tuple[int, ...]) -> tu
         symbols = decode_gaussian(payload, np.zeros(count), np.full(count, scale))
     except ValueError as err:
         raise StreamError(f"bad weights: tensor '{name}' ({err})") from None
-    if np.any(np.abs(symbols) > INT8_LEVELS):
-        raise StreamError(f"bad weights: tensor '{name}' has symbols beyond +-{INT8_LEVELS}")
+    if np.any(np.abs(symbols) > levels):
+        raise StreamError(f"bad weights: tensor '{name}' has symbols beyond +-{levels}")
     values = symbols.astype(np.float32).reshape(n_rows, -1) * steps[:, None]
     return torch.from_numpy(values.reshape(shape)), pos
 
@@ -104,19 +108,23 @@ def pack_tensors(named: dict[str, Tensor], dtype: WeightDType = "float32") -> by
 
     Args:
         named: name -> tensor (any float dtype, any device); at most MAX_TENSORS entries.
-        dtype: storage precision; float16 halves the size (values rounded to nearest); int8
-            quantizes each row to 255 levels and entropy-codes them (lossy, ~8 bits a value).
+        dtype: storage precision; float16 halves the size (values rounded to nearest); int8 and
+            int10 quantize each row to 255 / 1023 levels and entropy-code them (lossy, about 8 /
+            10 bits a value).
 
     Returns:
         The blob; ``unpack_tensors`` restores names, shapes and the stored values.
     """
-    if dtype not in (*_DTYPES, "int8"):
-        raise ValueError(f"unknown weight dtype '{dtype}' (expected float32, float16 or int8)")
+    if dtype not in (*_DTYPES, *CODED_LEVELS):
+        raise ValueError(
+            f"unknown weight dtype '{dtype}' (expected one of {', '.join(_DTYPES)}, "
+            f"{', '.join(CODED_LEVELS)})"
+        )
     if len(named) > MAX_TENSORS:
         raise ValueError(f"{len(named)} tensors, at most {MAX_TENSORS} allowed")
-    if dtype == "int8" and sum(t.numel() for t in named.values()) > MAX_CODED_VALUES:
-        raise ValueError(f"int8 blobs hold at most {MAX_CODED_VALUES} values")
-    code, np_dtype = _DTYPES.get(dtype, (_INT8_CODE, None))
+    if dtype in CODED_LEVELS and sum(t.numel() for t in named.values()) > MAX_CODED_VALUES:
+        raise ValueError(f"{dtype} blobs hold at most {MAX_CODED_VALUES} values")
+    code, np_dtype = _DTYPES.get(dtype, (_CODED_CODES.get(dtype), None))
     out = bytearray(struct.pack("<H", len(named)))
     for name, t in named.items():
         raw = name.encode("utf-8")
@@ -129,7 +137,7 @@ def pack_tensors(named: dict[str, Tensor], dtype: WeightDType = "float32") -> by
         out += struct.pack("<B", len(raw)) + raw + struct.pack("<BB", code, t.ndim)
         out += struct.pack(f"<{t.ndim}I", *t.shape)
         if np_dtype is None:
-            out += _pack_int8(t)
+            out += _pack_coded(t, CODED_LEVELS[dtype])
         else:
             out += t.detach().cpu().to(torch.float64).numpy().astype(np_dtype).tobytes()
     return bytes(out)
@@ -174,7 +182,7 @@ def unpack_tensors(
             raise StreamError(f"bad weights: duplicate tensor name '{name}'")
         pos += 1 + n
         code, rank = _take(data, pos, 2, f"tensor '{name}' dtype and rank")
-        if code not in _BY_CODE and code != _INT8_CODE:
+        if code not in _BY_CODE and code not in _LEVELS_BY_CODE:
             raise StreamError(f"bad weights: tensor '{name}' has unknown dtype code {code}")
         if rank > MAX_RANK:
             raise StreamError(f"bad weights: tensor '{name}' has rank {rank} > {MAX_RANK}")
@@ -183,11 +191,11 @@ def unpack_tensors(
         pos += 4 * rank
         if shapes is not None and tuple(shapes.get(name, (-1,))) != shape:
             raise StreamError(f"bad weights: unexpected tensor '{name}' of shape {list(shape)}")
-        if code == _INT8_CODE:
+        if code in _LEVELS_BY_CODE:
             coded_values += int(np.prod(shape, dtype=np.float64))
             if coded_values > MAX_CODED_VALUES:
                 raise StreamError(f"bad weights: more than {MAX_CODED_VALUES} coded values")
-            out[name], pos = _unpack_int8(data, pos, name, shape)
+            out[name], pos = _unpack_coded(data, pos, name, shape, _LEVELS_BY_CODE[code])
             continue
         np_dtype = _BY_CODE[code]
         nbytes = int(np.prod(shape, dtype=np.float64)) * np_dtype.itemsize

@@ -1,12 +1,14 @@
 """The .csg stream of a trained scene: exact decoding, honest sizes, refusal of damaged files."""
 
+import zlib
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csgaussian import api
-from csgaussian.codec.container import StreamError
+from csgaussian.codec.container import StreamError, read_container, write_container
 from csgaussian.codec.stream import decode_scene, encode_scene
 from csgaussian.data import load_scene
 from csgaussian.entropy.anchors import AnchorEntropyModel, RateConfig
@@ -73,6 +75,21 @@ def test_damaged_streams_are_refused(encoded, data):
         stream = bytearray(data.draw(st.binary(min_size=0, max_size=256)))
     with pytest.raises(StreamError):
         decode_scene(bytes(stream))
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        (zlib.compress(b" " * (1 << 20)), "larger than"),  # a well-formed zlib bomb
+        (b"{}", "not valid compressed JSON"),
+        (zlib.compress(b'{"format": "other"}'), "not csgaussian"),
+    ],
+)
+def test_metadata_that_checksums_cannot_catch_is_refused(encoded, meta, message):
+    sections = read_container(encoded.data)
+    rebuilt = write_container([(n, meta if n == "meta" else p) for n, p in sections.items()])
+    with pytest.raises(StreamError, match=message):
+        decode_scene(rebuilt)
 
 
 @pytest.mark.parametrize("kind", ["inr", "hashgrid"])
