@@ -72,15 +72,18 @@ def encode_flags(flags: np.ndarray) -> bytes:
     return header + coder.get_compressed().astype("<u4").tobytes()
 
 
-def decode_flags(data: bytes) -> np.ndarray:
+def decode_flags(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Inverse of :func:`encode_flags`: a boolean ``[rows, columns]`` (a 1-D input comes back as
-    one column); raises StreamError on a malformed payload."""
+    one column); raises StreamError on a malformed payload or, if ``shape`` is given, one of
+    another shape (checked before anything is allocated)."""
     data = bytes(data)
     if len(data) < _HEADER.size:
         raise StreamError("truncated flags payload")
     rows, columns = _HEADER.unpack_from(data)
     if rows * columns > MAX_FLAGS or columns > MAX_COLUMNS:
         raise StreamError(f"flags payload declares {rows} x {columns} flags, over {MAX_FLAGS}")
+    if shape is not None and (rows, columns) != tuple(shape):
+        raise StreamError(f"flags payload holds {rows} x {columns} flags, expected {shape}")
     body_start = _HEADER.size + 2 * columns
     if len(data) < body_start:
         raise StreamError("truncated flags payload")

@@ -185,9 +185,7 @@ def decode_scene(data: bytes) -> ScaffoldModel:
     if cells.shape[0] != n_anchors:
         raise StreamError(f"positions hold {cells.shape[0]} anchors, metadata says {n_anchors}")
     model = ScaffoldModel(cells, grid, config)
-    mask = torch.from_numpy(decode_flags(sections["masks"]))
-    if tuple(mask.shape) != (n_anchors, config.n_offsets):
-        raise StreamError("mask payload does not match the anchor count")
+    mask = torch.from_numpy(decode_flags(sections["masks"], (n_anchors, config.n_offsets)))
     try:
         renderer_shapes = {k: v.shape for k, v in _renderer_state(model).items()}
         model.load_state_dict(unpack_tensors(sections["renderer"], renderer_shapes), strict=False)

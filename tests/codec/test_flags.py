@@ -72,3 +72,10 @@ def test_a_header_cannot_request_an_oversized_table():
     huge = (MAX_FLAGS // 2 + 1).to_bytes(4, "little") + data[4:]
     with pytest.raises(StreamError, match="declares"):
         decode_flags(huge)
+
+
+def test_an_expected_shape_is_enforced():
+    data = encode_flags(np.ones((5, 3), dtype=bool))
+    assert decode_flags(data, (5, 3)).all()
+    with pytest.raises(StreamError, match="expected"):
+        decode_flags(data, (3, 5))
