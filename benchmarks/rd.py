@@ -14,7 +14,7 @@ Writes ``rd.csv``, ``rd.md`` and ``rd.png`` into ``--out`` and ends by printing 
 
 Usage:
     python benchmarks/rd.py [--data DIR] [--out DIR] [--preset quick] [--iterations N]
-        [--lambdas 0.001 0.004 0.008 0.016] [--grid-lambdas 0.004 0.008] [--skip-existing] [--quick]
+        [--lambdas 0.001 0.002 0.003 0.004 0.008 0.016] [--grid-lambdas 0.004 0.008] [--skip-existing] [--quick]
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitchen"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "rd"
 QUICK_OUT = REPO / "benchmarks" / "results" / "rd_quick"
-DEFAULT_LAMBDAS = (0.001, 0.004, 0.008, 0.016)
-"""HAC's rate points span 0.004 ... 0.001; 0.008 and 0.016 add lower-rate points."""
+DEFAULT_LAMBDAS = (0.001, 0.002, 0.003, 0.004, 0.008, 0.016)
+"""HAC's rate points span 0.004 ... 0.001; 0.008 and 0.016 add lower-rate points. 0.002 and
+0.003 sample the curve where it crosses the fp32 PSNR minus NEAR_LOSSLESS_DB on kitchen."""
 DEFAULT_GRID_LAMBDAS = (0.004, 0.008)
 """The hash-grid peer at two points, so the INR curve can be read at equal PSNR."""
 QUICK_LAMBDAS = (0.001, 0.016)
@@ -278,10 +279,22 @@ def derived_figures(points: list[Point], fp32: Point) -> dict[str, Any]:
         if s.get("estimated_bytes")
     ]
     timed = [p for p in points if p.method in (INR, GRID)]
+    bar = fp32.psnr - NEAR_LOSSLESS_DB
+    at_bar = bytes_at_psnr(inr, bar)
     return {
         "inr_within_0.3db": None
         if best is None
-        else {"lambda": best.lambda_rate, "bytes": best.bytes, "ratio": round(best.ratio, 2)},
+        else {
+            "lambda": best.lambda_rate,
+            "bytes": best.bytes,
+            "psnr": round(best.psnr, 3),
+            "ratio": round(best.ratio, 2),
+        },
+        "inr_at_fp32_minus_0.3db": {
+            "psnr": round(bar, 3),
+            "bytes_interpolated": None if at_bar is None else round(at_bar),
+            "ratio": None if at_bar is None else round(fp32.bytes / at_bar, 2),
+        },
         "inr_vs_hashgrid": [
             {
                 "lambda": p.lambda_rate,
