@@ -14,7 +14,8 @@ Writes ``rd.csv``, ``rd.md`` and ``rd.png`` into ``--out`` and ends by printing 
 
 Usage:
     python benchmarks/rd.py [--data DIR] [--out DIR] [--preset quick] [--iterations N]
-        [--lambdas 0.001 0.002 0.003 0.004 0.008 0.016] [--grid-lambdas 0.004 0.008] [--skip-existing] [--quick]
+        [--lambdas 0.001 0.002 0.003 0.004 0.008 0.016] [--grid-lambdas 0.004 0.008]
+        [--skip-existing] [--quick]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from .codec.container import StreamError
-from .codec.stream import EncodedScene, decode_scene, encode_scene
+from .codec.stream import MIN_SLOT_SHARE, EncodedScene, decode_scene, encode_scene
 from .data import load_scene
 from .data.synthetic import ensure_demo_scene
 from .entropy.anchors import AnchorEntropyModel
@@ -124,12 +124,19 @@ def load_trained(source: str | Path) -> tuple[ScaffoldModel, AnchorEntropyModel 
     return model, entropy
 
 
-def encode(source: str | Path, stream_path: str | Path) -> EncodedScene:
-    """Compress a run trained with the rate term into one ``.csg`` file (written atomically)."""
+def encode(
+    source: str | Path, stream_path: str | Path, min_slot_share: float = MIN_SLOT_SHARE
+) -> EncodedScene:
+    """Compress a run trained with the rate term into one ``.csg`` file (written atomically).
+
+    Offset slots used by fewer than ``min_slot_share`` of the anchors are dropped (0 keeps all).
+    """
+    if not 0.0 <= min_slot_share <= 1.0:
+        raise ValueError(f"min_slot_share must lie in [0, 1], got {min_slot_share}")
     model, entropy = load_trained(source)
     if entropy is None:
         raise RunError(f"{source}: trained without the rate term (--lambda 0); nothing to encode")
-    encoded = encode_scene(model, entropy)
+    encoded = encode_scene(model, entropy, min_slot_share)
     write_bytes_atomic(stream_path, encoded.data)
     return encoded
 

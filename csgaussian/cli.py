@@ -21,6 +21,13 @@ from .train.progress import summary_table
 USAGE_ERROR = 2
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a share in [0, 1]")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="csgaussian", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     encode = commands.add_parser("encode", help="compress a trained run into one .csg file")
     encode.add_argument("source", type=Path, help="run directory")
     encode.add_argument("-o", "--output", type=Path, required=True, help=".csg file to write")
+    encode.add_argument(
+        "--min-slot-share",
+        type=_share,
+        default=api.MIN_SLOT_SHARE,
+        help="drop offset slots used by fewer than this share of the anchors "
+        f"(default {api.MIN_SLOT_SHARE}; 0 keeps every used slot)",
+    )
 
     decode = commands.add_parser("decode", help="decode a .csg file (scene.pt + scene.ply)")
     decode.add_argument("stream", type=Path, help=".csg file")
@@ -98,7 +112,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             shown = {k: v for k, v in report.items() if not k.startswith("per_view")}
             console.print(summary_table("evaluation (test views)", shown))
     elif args.command == "encode":
-        encoded = api.encode(args.source, args.output)
+        encoded = api.encode(args.source, args.output, args.min_slot_share)
         console.print(encode_table(encoded))
     elif args.command == "decode":
         report = api.decode_to(args.stream, args.output)

@@ -10,9 +10,10 @@ Layout (little-endian)::
 coded formats (ours, the usual post-training weight quantization): each row (first dimension; the
 whole tensor for ranks 0 and 1) has a float16 step ``absmax / L`` (L = 127 or 511); the symbols
 ``round(w / step)`` in ``[-L, L]`` are entropy-coded with constriction under one zero-mean
-Gaussian per tensor, so ``data`` is ``steps f16[rows], symbol scale f32, payload_len u32,
-payload``. Trained MLP weights cost about 8 (int8) or 10 (int10) bits each instead of 16 (kitchen
-renderer MLPs, int8: 14.3 KB against 28.1 KB; hyperprior, int10: 5.9 KB against 8.4 KB; measured).
+Gaussian per tensor (a row whose step is 0 is all zeros and has no symbols), so ``data`` is
+``steps f16[rows], symbol scale f32, payload_len u32, payload``. Trained MLP weights cost about
+8 (int8) or 10 (int10) bits each instead of 16 (kitchen renderer MLPs, int8: 14.3 KB against
+28.1 KB; hyperprior, int10: 5.9 KB against 8.4 KB; measured).
 
 Every length is checked against the remaining bytes before anything is allocated; coded tensors,
 whose size the bytes do not bound, are limited to ``MAX_CODED_VALUES`` values per blob.
@@ -64,7 +65,8 @@ def _pack_coded(t: Tensor, levels: int) -> bytes:
     rows = w.reshape(n_rows, w.size // n_rows if n_rows else 0)
     steps = (np.abs(rows).max(axis=1, initial=0.0) / levels).astype(_STEP_DTYPE)
     step64 = steps.astype(np.float64)[:, None]
-    quotient = np.divide(rows, step64, out=np.zeros_like(rows), where=step64 > 0)
+    coded = steps != 0  # an all-zero row (or one below float16's range) is its step alone
+    quotient = rows[coded] / step64[coded]
     symbols = np.clip(np.round(quotient), -levels, levels).astype(np.int32).ravel()
     scale = float(np.sqrt(np.mean(symbols.astype(np.float64) ** 2))) if symbols.size else 1.0
     scale = float(np.float32(max(scale, 1.0)))  # the value the decoder reads back
@@ -91,15 +93,18 @@ def _unpack_coded(
     pos += n_payload
     if not np.all(np.isfinite(steps)) or not (math.isfinite(scale) and scale >= 1.0):
         raise StreamError(f"bad weights: tensor '{name}' has invalid steps or symbol scale")
-    if count == 0:
-        return torch.zeros(shape), pos
+    values = np.zeros((n_rows, count // n_rows if n_rows else 0), dtype=np.float32)
+    coded = steps != 0
+    n_coded = int(coded.sum()) * values.shape[1]
+    if n_coded == 0:
+        return torch.from_numpy(values.reshape(shape)), pos
     try:
-        symbols = decode_gaussian(payload, np.zeros(count), np.full(count, scale))
+        symbols = decode_gaussian(payload, np.zeros(n_coded), np.full(n_coded, scale))
     except ValueError as err:
         raise StreamError(f"bad weights: tensor '{name}' ({err})") from None
     if np.any(np.abs(symbols) > levels):
         raise StreamError(f"bad weights: tensor '{name}' has symbols beyond +-{levels}")
-    values = symbols.astype(np.float32).reshape(n_rows, -1) * steps[:, None]
+    values[coded] = symbols.astype(np.float32).reshape(-1, values.shape[1]) * steps[coded, None]
     return torch.from_numpy(values.reshape(shape)), pos
 
 

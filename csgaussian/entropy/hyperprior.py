@@ -126,6 +126,20 @@ class AttributeHyperprior(nn.Module):
             out[g] = GroupOutput(x_hat, step, bits, p)
         return out
 
+    def zero_unused_channels(self, group: str, in_use: Tensor) -> None:
+        """Zero the mean and scale rows of ``group``'s head for channels not ``in_use`` ([C]).
+
+        For channels that are never coded (offsets of dropped slots): the codec stores a zero
+        row in two bytes, and no coded symbol's distribution changes.
+        """
+        c = self.groups[group]
+        unused = ~in_use.bool()
+        step_rows = torch.zeros(self.heads[group].out_features - 2 * c, dtype=torch.bool)
+        rows = torch.cat([unused, unused, step_rows])
+        with torch.no_grad():
+            self.heads[group].weight[rows] = 0.0
+            self.heads[group].bias[rows] = 0.0
+
     def binary_parameters(self) -> list[str]:
         """Names of parameters used only through their sign (coded as one flag per entry)."""
         return []

@@ -144,6 +144,20 @@ class ScaffoldModel(nn.Module):
         """``[3]`` colour composited behind the Gaussians."""
         return torch.sigmoid(self.background)
 
+    def zero_unused_slot_outputs(self, in_use: Tensor) -> None:
+        """Zero the output rows of the three MLPs for the offset slots not ``in_use`` ([K] bool).
+
+        No Gaussian of such a slot is drawn (opacity ``tanh(0) = 0`` is dropped, and its mask is
+        off), so nothing rendered changes; the codec stores a zero row in two bytes.
+        """
+        unused = ~in_use.bool()
+        with torch.no_grad():
+            for mlp, per_slot in ((self.opacity_mlp, 1), (self.color_mlp, 3), (self.cov_mlp, 7)):
+                out_layer = mlp[2]
+                rows = unused.repeat_interleave(per_slot)
+                out_layer.weight[rows] = 0.0
+                out_layer.bias[rows] = 0.0
+
     def offset_mask(self, use_mask: bool) -> Tensor:
         """M of METHOD §1 with a straight-through gradient to sigmoid(m), ``[N, K]``."""
         soft = torch.sigmoid(self.mask_logits)

@@ -77,6 +77,24 @@ def test_damaged_streams_are_refused(encoded, data):
         decode_scene(bytes(stream))
 
 
+def test_rarely_used_offset_slots_are_dropped_and_cost_almost_nothing(tiny_run):
+    model, entropy = api.load_trained(tiny_run)
+    with torch.no_grad():
+        model.mask_logits[:, 0] = 20.0  # slot 0: every anchor
+        model.mask_logits[:, 1] = -20.0
+        model.mask_logits[:2, 1] = 20.0  # slot 1: two anchors only
+    kept = encode_scene(model, entropy, min_slot_share=0.0)
+    pruned = encode_scene(model, entropy, min_slot_share=0.05)
+    decoded = decode_scene(pruned.data)
+    mask = decoded.offset_mask(use_mask=True) > 0.5
+    assert mask[:, 0].all() and not mask[:, 1].any()
+    assert decoded.opacity_mlp[2].weight[1].abs().sum() == 0
+    assert decoded.cov_mlp[2].weight[7:14].abs().sum() == 0
+    assert (decode_scene(kept.data).offset_mask(use_mask=True) > 0.5)[:, 1].sum() == 2
+    saved = kept.section_bytes["renderer"] - pruned.section_bytes["renderer"]
+    assert saved > 0.8 * (1 + 3 + 7) * model.config.hidden_dim  # ~7 bits a weight, 11 rows
+
+
 @pytest.mark.parametrize(
     ("meta", "message"),
     [

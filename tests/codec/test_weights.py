@@ -122,3 +122,15 @@ def test_a_template_refuses_unexpected_names_and_shapes():
         unpack_tensors(data, {"w": torch.Size([3, 2])})
     with pytest.raises(StreamError, match="unexpected tensor 'w'"):
         unpack_tensors(data, {"v": torch.Size([2, 3])})
+
+
+def test_a_zero_row_costs_only_its_step():
+    torch.manual_seed(1)
+    w = torch.randn(40, 50)
+    sparse = w.clone()
+    sparse[::2] = 0.0
+    out = unpack_tensors(pack_tensors({"w": sparse}, "int8"))["w"]
+    half_step = w[1::2].abs().amax(dim=1, keepdim=True) / 127 * 0.501
+    assert torch.all(out[::2] == 0) and torch.all((out[1::2] - w[1::2]).abs() <= half_step)
+    full, half = (len(pack_tensors({"w": t}, "int8")) for t in (w, sparse))
+    assert half < 0.55 * full

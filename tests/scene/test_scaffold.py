@@ -127,3 +127,19 @@ def test_densifier_grows_where_gradients_are_large_and_prunes_transparent_anchor
     assert not (model.anchors == pruned_anchor).all(dim=1).any()
     assert (model.anchors == kept_anchor).all(dim=1).any()
     assert densifier.grad_accum.shape[0] == model.n_anchors
+
+
+def test_zeroing_unused_slot_outputs_leaves_the_drawn_gaussians_unchanged():
+    model = _model()
+    in_use = torch.ones(model.config.n_offsets, dtype=torch.bool)
+    in_use[[0, 3]] = False
+    with torch.no_grad():
+        model.mask_logits[:, ~in_use] = -20.0  # no anchor uses slots 0 and 3
+    before = model.neural_gaussians(_camera())
+    model.zero_unused_slot_outputs(in_use)
+    after = model.neural_gaussians(_camera())
+    assert len(before.means) > 0 and not set(after.offset_index.tolist()) & {0, 3}
+    for name in ("means", "scales", "quats", "opacities", "colors", "anchor_index"):
+        assert torch.equal(getattr(before, name), getattr(after, name)), name
+    assert model.cov_mlp[2].weight[21:28].abs().sum() == 0  # slot 3's seven covariance rows
+    assert model.cov_mlp[2].weight[28:35].abs().sum() > 0
