@@ -47,8 +47,9 @@ MIN_SLOT_SHARE = 0.005
 """An offset slot used by fewer than this share of the anchors is dropped at encoding (ours).
 Each slot has its own output rows in the renderer MLPs and hyperprior head, about 0.5 KB in the
 stream however few Gaussians use it. Kitchen, lambda 0.003 (measured): six of the ten slots
-serve 0 to 57 of 6,975 anchors; dropping the five under 0.5% (0 to 24 users each) takes the stream from 112.8 to 110.1 KB and the test PSNR from 38.014 to 37.988 dB; 1% also
-drops the 57-anchor slot (109.3 KB, 37.964 dB)."""
+serve 0 to 57 of 6,975 anchors; dropping the five under 0.5% (0 to 24 users each) takes the
+stream from 112.8 to 110.1 KB and the test PSNR from 38.014 to 37.988 dB; 1% also drops the
+57-anchor slot (109.3 KB, 37.964 dB)."""
 MASK_LOGIT = 20.0
 """Decoded mask logits: +-20 reproduces M exactly (sigmoid far from the threshold)."""
 RENDERER_PREFIXES = ("opacity_mlp.", "color_mlp.", "cov_mlp.", "background")
