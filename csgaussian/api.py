@@ -131,8 +131,6 @@ def encode(
 
     Offset slots used by fewer than ``min_slot_share`` of the anchors are dropped (0 keeps all).
     """
-    if not 0.0 <= min_slot_share <= 1.0:
-        raise ValueError(f"min_slot_share must lie in [0, 1], got {min_slot_share}")
     model, entropy = load_trained(source)
     if entropy is None:
         raise RunError(f"{source}: trained without the rate term (--lambda 0); nothing to encode")

@@ -21,13 +21,6 @@ from .train.progress import summary_table
 USAGE_ERROR = 2
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a share in [0, 1]")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="csgaussian", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -65,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     encode.add_argument("-o", "--output", type=Path, required=True, help=".csg file to write")
     encode.add_argument(
         "--min-slot-share",
-        type=_share,
+        type=float,
         default=api.MIN_SLOT_SHARE,
         help="drop offset slots used by fewer than this share of the anchors "
         f"(default {api.MIN_SLOT_SHARE}; 0 keeps every used slot)",

@@ -80,7 +80,7 @@ def decode_flags(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarra
     if len(data) < _HEADER.size:
         raise StreamError("truncated flags payload")
     rows, columns = _HEADER.unpack_from(data)
-    if rows * columns > MAX_FLAGS or columns > MAX_COLUMNS:
+    if rows * columns > MAX_FLAGS:
         raise StreamError(f"flags payload declares {rows} x {columns} flags, over {MAX_FLAGS}")
     if shape is not None and (rows, columns) != tuple(shape):
         raise StreamError(f"flags payload holds {rows} x {columns} flags, expected {shape}")
@@ -98,8 +98,9 @@ def decode_flags(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarra
         return table
     if not body or len(body) % 4:
         raise StreamError("malformed flags payload")
+    words = np.frombuffer(body, dtype="<u4").astype(np.uint32)  # native order for constriction
     try:
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(body, dtype="<u4").copy())
+        coder = constriction.stream.stack.AnsCoder(words)
         family = constriction.stream.model.Bernoulli(perfect=False)
         bits = np.asarray(coder.decode(family, probs), dtype=bool)
     except Exception as err:  # constriction reports a corrupt stream in several ways

@@ -29,7 +29,7 @@ from ..train.config import dataclass_from_dict
 from .attributes import decode_gaussian, encode_gaussian, estimate_bits
 from .container import StreamError, read_container, write_container
 from .flags import decode_flags, encode_flags
-from .octree import canonical_order, decode_positions, encode_positions
+from .octree import MAX_POINTS, canonical_order, decode_positions, encode_positions
 from .weights import pack_tensors, unpack_tensors
 
 RENDERER_WEIGHTS = "int8"
@@ -108,17 +108,14 @@ def unpack_hyperprior(blob: bytes, template: AnchorEntropyModel) -> dict[str, to
     binary = template.hyperprior.binary_parameters()
     dense_shapes = {k: v.shape for k, v in shapes.items() if k not in binary}
     state = unpack_tensors(blob[4 : 4 + n_dense], dense_shapes)
-    signs = decode_flags(blob[4 + n_dense :]).ravel()
+    n_signs = sum(shapes[name].numel() for name in binary)
+    signs = decode_flags(blob[4 + n_dense :], (n_signs, 1)).ravel()
     offset = 0
     for name in binary:
         count = shapes[name].numel()
-        if offset + count > signs.size:
-            raise StreamError("hyperprior sign tables are shorter than the metadata implies")
         chunk = torch.from_numpy(signs[offset : offset + count].copy())
         state[name] = torch.where(chunk, 1.0, -1.0).view(shapes[name].shape)
         offset += count
-    if offset != signs.size:
-        raise StreamError("hyperprior sign tables are longer than the metadata implies")
     return state
 
 
@@ -143,11 +140,15 @@ def encode_scene(
     Offset slots used by fewer than ``min_slot_share`` of the anchors are dropped (0 keeps every
     slot some anchor uses); the renderer and hyperprior rows of unused slots are sent as zeros.
     """
+    if not 0.0 <= min_slot_share < 1.0:
+        raise ValueError(f"min_slot_share must lie in [0, 1), got {min_slot_share}")
     with torch.no_grad():
         keep = model.offset_mask(use_mask=True) > 0.5  # [N, K]
         in_use = slots_in_use(keep, min_slot_share)
         keep &= in_use
         alive = keep.any(dim=1)  # an anchor whose offsets are all masked is dropped
+        if not alive.any():
+            raise ValueError("no anchor has an offset left to encode (all masked or dropped)")
         cells = model.anchor_cells[alive].numpy().astype(np.uint16)
         order = torch.from_numpy(canonical_order(cells).astype(np.int64))
         ids = alive.nonzero().squeeze(1)[order]
@@ -240,6 +241,7 @@ def decode_scene(data: bytes) -> ScaffoldModel:
 
 
 META_LIMITS = {
+    "n_anchors": MAX_POINTS,
     "scaffold.feature_dim": 1024,
     "scaffold.n_offsets": 64,
     "scaffold.hidden_dim": 1024,
@@ -264,10 +266,10 @@ def _read_meta(sections: dict[str, bytes]) -> tuple[ScaffoldConfig, AnchorGrid, 
     try:
         inflater = zlib.decompressobj()
         text = inflater.decompress(sections["meta"], META_LIMIT)
-        if inflater.unconsumed_tail or not inflater.eof:
-            raise StreamError("stream metadata is truncated or larger than 64 KiB")
+        if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+            raise StreamError(f"stream metadata is not one zlib stream of <= {META_LIMIT} bytes")
         meta = json.loads(text.decode())
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError):
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise StreamError("stream metadata is not valid compressed JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != "csgaussian":
         raise StreamError("stream metadata is not csgaussian's")
@@ -281,7 +283,7 @@ def _read_meta(sections: dict[str, bytes]) -> tuple[ScaffoldConfig, AnchorGrid, 
         config = ScaffoldConfig(**meta["scaffold"])
         grid = AnchorGrid(**{**meta["grid"], "origin": tuple(meta["grid"]["origin"])})
         rate = dataclass_from_dict(RateConfig, meta["rate"])
-        n_anchors = int(meta["n_anchors"])
-    except (KeyError, TypeError, ValueError) as err:
+        n_anchors = meta["n_anchors"]
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise StreamError(f"bad stream metadata ({type(err).__name__}: {err})") from None
     return config, grid, rate, n_anchors

@@ -63,7 +63,10 @@ def _pack_coded(t: Tensor, levels: int) -> bytes:
     w = t.detach().cpu().to(torch.float64).numpy()
     n_rows = _rows(w.shape)
     rows = w.reshape(n_rows, w.size // n_rows if n_rows else 0)
-    steps = (np.abs(rows).max(axis=1, initial=0.0) / levels).astype(_STEP_DTYPE)
+    exact = np.abs(rows).max(axis=1, initial=0.0) / levels
+    steps = exact.astype(_STEP_DTYPE)
+    rounded_down = steps.astype(np.float64) < exact  # would clip the row's largest weight
+    steps[rounded_down] = np.nextafter(steps[rounded_down], _STEP_DTYPE.type(np.inf))
     step64 = steps.astype(np.float64)[:, None]
     coded = steps != 0  # an all-zero row (or one below float16's range) is its step alone
     quotient = rows[coded] / step64[coded]

@@ -175,10 +175,10 @@ class INRConfig:
     n_freqs: int = 8
     """Embedding frequencies 2^0 pi ... 2^(n-1) pi; 8 resolves ~1/256 of the scene extent."""
     mlp: MLPConfig = field(default_factory=lambda: MLPConfig(width=16))
-    """Width 16 (measured, kitchen, quick preset, lambda 0.004): its 8.4 KB of float16 weights
-    against width 32's 17.3 KB cost 4.8 KB more attribute bits: stream 113.1 KB at 37.67 dB
-    against 117.1 KB at 37.44 dB. Refitted on fixed attributes, width 64 priced them at 85.6 KB
-    with 37.7 KB of weights, width 32 at 90.5 KB with 17.0 KB."""
+    """Width 16 (measured, kitchen, quick preset, lambda 0.004, weights then stored as float16):
+    its 8.4 KB of weights against width 32's 17.3 KB cost 4.8 KB more attribute bits: stream
+    113.1 KB at 37.67 dB against 117.1 KB at 37.44 dB. Refitted on fixed attributes, width 64
+    priced them at 85.6 KB with 37.7 KB of weights, width 32 at 90.5 KB with 17.0 KB."""
 
 
 class INRHyperprior(AttributeHyperprior):

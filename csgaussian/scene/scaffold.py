@@ -147,8 +147,9 @@ class ScaffoldModel(nn.Module):
     def zero_unused_slot_outputs(self, in_use: Tensor) -> None:
         """Zero the output rows of the three MLPs for the offset slots not ``in_use`` ([K] bool).
 
-        No Gaussian of such a slot is drawn (opacity ``tanh(0) = 0`` is dropped, and its mask is
-        off), so nothing rendered changes; the codec stores a zero row in two bytes.
+        No Gaussian of such a slot is drawn (opacity ``tanh(0) = 0`` is dropped), so for slots
+        whose mask is off everywhere nothing rendered changes; the codec stores a zero row in two
+        bytes.
         """
         unused = ~in_use.bool()
         with torch.no_grad():

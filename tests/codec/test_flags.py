@@ -35,7 +35,7 @@ def test_a_one_dimensional_array_round_trips_as_one_column(values):
     )
 )
 def test_a_table_round_trips(columns):
-    table = np.array(columns, dtype=bool).T.reshape(len(columns[0]), len(columns))
+    table = np.array(columns, dtype=bool).reshape(len(columns), -1).T  # [rows, columns]
     decoded = decode_flags(encode_flags(table))
     assert decoded.shape == table.shape and np.array_equal(decoded, table)
 

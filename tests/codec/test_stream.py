@@ -1,5 +1,6 @@
 """The .csg stream of a trained scene: exact decoding, honest sizes, refusal of damaged files."""
 
+import json
 import zlib
 
 import pytest
@@ -77,6 +78,26 @@ def test_damaged_streams_are_refused(encoded, data):
         decode_scene(bytes(stream))
 
 
+def test_a_share_that_leaves_nothing_to_encode_is_refused(tiny_run):
+    model, entropy = api.load_trained(tiny_run)
+    with pytest.raises(ValueError, match="min_slot_share"):
+        encode_scene(model, entropy, min_slot_share=1.0)
+    with torch.no_grad():
+        model.mask_logits.fill_(-20.0)
+    with pytest.raises(ValueError, match="no anchor"):
+        encode_scene(model, entropy)
+
+
+def test_an_anchor_count_that_is_not_a_bounded_integer_is_refused(encoded):
+    sections = read_container(encoded.data)
+    meta = json.loads(zlib.decompress(sections["meta"]))
+    for bad in (float("inf"), -1, 2.5, 1 << 40):
+        patched = zlib.compress(json.dumps({**meta, "n_anchors": bad}).encode())
+        rebuilt = write_container([(n, patched if n == "meta" else p) for n, p in sections.items()])
+        with pytest.raises(StreamError, match="n_anchors"):
+            decode_scene(rebuilt)
+
+
 def test_rarely_used_offset_slots_are_dropped_and_cost_almost_nothing(tiny_run):
     model, entropy = api.load_trained(tiny_run)
     with torch.no_grad():
@@ -90,6 +111,11 @@ def test_rarely_used_offset_slots_are_dropped_and_cost_almost_nothing(tiny_run):
     assert mask[:, 0].all() and not mask[:, 1].any()
     assert decoded.opacity_mlp[2].weight[1].abs().sum() == 0
     assert decoded.cov_mlp[2].weight[7:14].abs().sum() == 0
+    assert decoded.color_mlp[2].weight[3:6].abs().sum() == 0
+    heads = entropy.hyperprior.heads["offsets"].weight.shape[0]  # [mean 3K, scale 3K, r]
+    assert heads == 6 * model.config.n_offsets + 1
+    for name, value in decoded.state_dict().items():
+        assert torch.equal(value, pruned.model.state_dict()[name]), name
     assert (decode_scene(kept.data).offset_mask(use_mask=True) > 0.5)[:, 1].sum() == 2
     saved = kept.section_bytes["renderer"] - pruned.section_bytes["renderer"]
     assert saved > 0.8 * (1 + 3 + 7) * model.config.hidden_dim  # ~7 bits a weight, 11 rows
@@ -98,8 +124,10 @@ def test_rarely_used_offset_slots_are_dropped_and_cost_almost_nothing(tiny_run):
 @pytest.mark.parametrize(
     ("meta", "message"),
     [
-        (zlib.compress(b" " * (1 << 20)), "larger than"),  # a well-formed zlib bomb
+        (zlib.compress(b" " * (1 << 20)), "zlib stream of <="),  # a well-formed zlib bomb
+        (zlib.compress(b"{}") + b"tail", "zlib stream of <="),
         (b"{}", "not valid compressed JSON"),
+        (zlib.compress(b"[" * 60_000), "not valid compressed JSON"),  # nesting beyond recursion
         (zlib.compress(b'{"format": "other"}'), "not csgaussian"),
     ],
 )

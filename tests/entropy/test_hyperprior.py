@@ -82,6 +82,29 @@ def test_output_shapes_positivity_and_gradients(cls):
         assert p.grad is not None, name
 
 
+@pytest.mark.parametrize("cls", MODELS)
+def test_zeroing_unused_channels_keeps_every_used_distribution(cls):
+    torch.manual_seed(0)
+    model = cls()
+    for head in model.heads.values():  # nonzero everywhere, whatever the initialisation
+        torch.nn.init.normal_(head.weight)
+        torch.nn.init.normal_(head.bias)
+    pos = torch.rand(32, 3) * 2 - 1
+    before = model.params(pos)
+    in_use = torch.ones(DEFAULT_GROUPS["offsets"], dtype=torch.bool)
+    in_use[6:9] = False  # offset slot 2: its x, y, z channels
+    model.zero_unused_channels("offsets", in_use)
+    after = model.params(pos)
+    for g in DEFAULT_GROUPS:
+        keep = in_use if g == "offsets" else slice(None)
+        assert torch.equal(after[g].mean[:, keep], before[g].mean[:, keep]), g
+        assert torch.equal(after[g].scale[:, keep], before[g].scale[:, keep]), g
+        assert torch.equal(after[g].r, before[g].r), g
+    assert torch.all(after["offsets"].mean[:, ~in_use] == 0)
+    head = model.heads["offsets"]
+    assert head.weight[6:9].abs().sum() == 0 and head.weight[36:39].abs().sum() == 0
+
+
 def test_parameter_counts():
     inr = INRHyperprior()
     grid = HashGridHyperprior()
