@@ -4,7 +4,7 @@ Layout (little-endian)::
 
     magic      4s   b"CSGS"
     version    u16  FORMAT_VERSION
-    flags      u16  reserved, 0 in version 1
+    flags      u16  reserved, 0
     n_sections u16
     per section:
         name_len u8, name ascii[name_len], layer u8 (0 base, 1 semantic),
@@ -28,7 +28,9 @@ from typing import Literal
 Layer = Literal["base", "semantic"]
 
 MAGIC = b"CSGS"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2: zlib-compressed metadata, per-slot mask probabilities, int10 hyperprior weights.
+Readers accept only their own version (nothing older was released)."""
 MAX_SECTIONS = 64
 MAX_NAME_LEN = 32
 _LAYER_CODES: dict[str, int] = {"base": 0, "semantic": 1}
@@ -100,7 +102,9 @@ def _parse_table(data: bytes) -> tuple[list[tuple[str, str, int, int]], int]:
             f"unsupported stream version {version} (this build reads {FORMAT_VERSION})"
         )
     if flags != 0:
-        raise StreamError(f"unsupported stream flags 0x{flags:04x} (version 1 defines none)")
+        raise StreamError(
+            f"unsupported stream flags 0x{flags:04x} (version {FORMAT_VERSION} defines none)"
+        )
     if count > MAX_SECTIONS:
         raise StreamError(f"section count {count} exceeds the limit of {MAX_SECTIONS}")
     pos = _FIXED.size
