@@ -41,11 +41,10 @@ def _as_table(flags: np.ndarray) -> np.ndarray:
 
 def _column_codes(table: np.ndarray) -> np.ndarray:
     """P(1) per column in 1/65536, with the two constant-column markers."""
-    ones = table.sum(axis=0)
-    rows = max(table.shape[0], 1)
-    codes = np.clip(np.round(ones / rows * _ONE), 1, _ONE - 2).astype(np.int64)
-    codes[ones == 0] = _ALL_ZERO
-    codes[ones == table.shape[0]] = _ALL_ONE if table.shape[0] else _ALL_ZERO
+    ones, rows = table.sum(axis=0), table.shape[0]
+    codes = np.clip(np.round(ones / max(rows, 1) * _ONE), 1, _ONE - 2).astype(np.int64)
+    codes[ones == rows] = _ALL_ONE
+    codes[ones == 0] = _ALL_ZERO  # last: the columns of an empty table are all-zero
     return codes
 
 

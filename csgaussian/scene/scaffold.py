@@ -153,9 +153,9 @@ class ScaffoldModel(nn.Module):
         """
         unused = ~in_use.bool()
         with torch.no_grad():
-            for mlp, per_slot in ((self.opacity_mlp, 1), (self.color_mlp, 3), (self.cov_mlp, 7)):
-                out_layer = mlp[2]
-                rows = unused.repeat_interleave(per_slot)
+            for mlp in (self.opacity_mlp, self.color_mlp, self.cov_mlp):
+                out_layer = mlp[2]  # rows grouped by slot: [K * outputs per slot]
+                rows = unused.repeat_interleave(out_layer.out_features // self.config.n_offsets)
                 out_layer.weight[rows] = 0.0
                 out_layer.bias[rows] = 0.0
 
