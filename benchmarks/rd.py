@@ -42,10 +42,11 @@ from csgaussian.data import load_scene
 from csgaussian.eval.metrics import evaluate_images
 from csgaussian.ply import read_gaussians_ply
 from csgaussian.render import rasterize_gaussians
+from csgaussian.scene.io import RUN_INFO_NAME, SCENE_NAME, RunError
 from csgaussian.scene.scaffold import ScaffoldModel
-from csgaussian.train.checkpoint import CHECKPOINT_NAME, RUN_INFO_NAME, SCENE_NAME, RunError
 from csgaussian.train.config import PRESETS
 from csgaussian.train.config import preset as preset_config
+from csgaussian.train.loop import CHECKPOINT_NAME
 from csgaussian.types import DataError, View
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,29 +1,38 @@
-"""The Python API under the CLI: train, render, evaluate, export and the demo."""
+"""The Python API under the CLI: prepare, train, encode, decode, render, query, evaluate, export.
+
+A receiver's functions (decode, render, query, evaluate a stream) import no training code;
+``train`` and ``demo`` load it when called.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .codec.container import StreamError
+from .codec.container import StreamError, read_container, section_layers
 from .codec.stream import MIN_SLOT_SHARE, EncodedScene, decode_scene, encode_scene
 from .data import load_scene
 from .data.synthetic import ensure_demo_scene
 from .entropy.anchors import AnchorEntropyModel
 from .eval.metrics import evaluate_images, load_lpips
+from .eval.segmentation import (
+    PROTOCOLS,
+    SegmentationTarget,
+    instance_targets,
+    mask_iou,
+    protocol_report,
+    read_queries,
+)
 from .fileio import atomic_write, write_bytes_atomic
 from .ply import write_gaussians_ply
-from .render import RasterConfig
-from .scene.scaffold import NeuralGaussians, ScaffoldModel
-from .train.checkpoint import (
-    CHECKPOINT_NAME,
+from .scene.decoded import Scene
+from .scene.io import (
     RUN_INFO_NAME,
     SCENE_NAME,
     RunError,
@@ -32,19 +41,22 @@ from .train.checkpoint import (
     read_run_info,
     save_torch,
     scene_state,
-    write_run_info,
 )
-from .train.config import TrainConfig
-from .train.config import preset as preset_config
-from .train.loop import Trainer, TrainResult, render_view
-from .train.progress import TrainProgress
+from .scene.rendering import render_view
+from .scene.scaffold import NeuralGaussians, ScaffoldModel
+from .semantics.query import QueryConfig, Selection, highlight, render_selection, select
 from .types import Camera, SceneData
 
+if TYPE_CHECKING:
+    from .train.stages import RunResult
+
+STREAM_NAME = "stream.csg"
+STREAM_REPORT_NAME = "stream.json"
 SPLITS = ("train", "test")
 
 
 def train(
-    data: str | Path,
+    data: str | Path | None,
     run_dir: str | Path,
     preset: str = "quick",
     iterations: int | None = None,
@@ -53,64 +65,63 @@ def train(
     lambda_rate: float | None = None,
     hyperprior: str | None = None,
     quiet: bool = False,
-) -> TrainResult:
-    """Train a Scaffold-GS scene from the dataset at ``data`` into ``run_dir``.
+    stages: str = "1,2,3",
+    features: str | Path | None = None,
+    encoder: str = "minilm",
+    level: str | None = None,
+) -> RunResult:
+    """Train the stages ``stages`` ("1,2,3" by default) of a run from the dataset at ``data``.
 
-    ``lambda_rate`` (default: the preset's) weighs the rate term; 0 trains plain Scaffold-GS
-    without quantization (the uncompressed baseline). ``hyperprior`` is "inr" (default) or
-    "hashgrid". With ``resume`` the run continues from its last checkpoint with the settings it
-    was started with, read from the run directory.
+    Stage 1 learns colour with the rate term (``lambda_rate`` 0: plain Scaffold-GS, no stream);
+    stages 2 and 3 learn and compress the semantic field on the decoded base layer, from the
+    LangSplat-layout ``features`` or, without them, from the dataset's instance maps prepared
+    into the run with the text ``encoder``. ``resume`` continues the run from its last
+    checkpoint, in whatever stage, with the settings it was started with.
     """
+    from .train.stages import parse_stages, run_stages, start_or_resume
+
+    if iterations is not None and iterations < 1:
+        raise ValueError(f"--iterations must be a positive count, got {iterations}")
     run_dir = Path(run_dir)
+    stage_list = parse_stages(stages)
+    settings = {
+        "downscale": downscale,
+        "preset": preset,
+        "iterations": iterations,
+        "lambda_rate": lambda_rate,
+        "hyperprior": hyperprior,
+        "features": None if features is None else str(Path(features).resolve()),
+        "encoder": encoder,
+        "level": level,
+        "stages": list(stage_list),
+    }
+    info = start_or_resume(data, run_dir, stage_list, resume, settings)
     if resume:
-        info = read_run_info(run_dir)
-    elif (run_dir / CHECKPOINT_NAME).is_file():
-        raise RunError(
-            f"{run_dir}: already holds a run; continue it with --resume or use a new directory"
-        )
-    else:
-        info = {
-            "data": str(Path(data).resolve()),
-            "downscale": downscale,
-            "preset": preset,
-            "iterations": iterations,
-            "lambda_rate": lambda_rate,
-            "hyperprior": hyperprior,
-        }
-    config = training_config(info)
-    scene = load_scene(info["data"], downscale=info["downscale"], load_instances=False)
-    if not resume:
-        write_run_info(run_dir, info)
-    trainer = Trainer(scene, config, run_dir)
-    with TrainProgress(config.iterations, quiet=quiet) as progress:
-        return trainer.train(resume=resume, progress=progress)
+        stage_list = tuple(info.get("stages", stage_list))
+    return run_stages(run_dir, info, stage_list, resume, quiet)
 
 
-def training_config(info: dict[str, Any]) -> TrainConfig:
-    """The configuration a run's settings (``run.json``) stand for."""
-    config = preset_config(info["preset"], info.get("iterations"))
-    lambda_rate, hyperprior = info.get("lambda_rate"), info.get("hyperprior")
-    if lambda_rate is not None and lambda_rate < 0:
-        raise ValueError(f"--lambda must be >= 0, got {lambda_rate}")
-    if lambda_rate == 0:
-        return replace(config, rate=None)
-    rate = config.rate
-    if lambda_rate is not None:
-        rate = replace(rate, lambda_rate=lambda_rate)
-    if hyperprior is not None:
-        rate = replace(rate, hyperprior=hyperprior)
-    return replace(config, rate=rate)
+def prepare(data: str | Path, out_dir: str | Path, encoder: str = "minilm") -> dict[str, Any]:
+    """Write LangSplat-layout masks and language features from a dataset's instance maps."""
+    from .semantics.prepare import prepare_features
+
+    return prepare_features(data, out_dir, encoder)
 
 
 STREAM_SUFFIX = ".csg"
 
 
-def load_model(source: str | Path) -> ScaffoldModel:
-    """The scene of a run directory, a ``scene.pt`` file, or a decoded ``.csg`` stream."""
+def load(source: str | Path, base_only: bool = False) -> Scene:
+    """The scene of a ``.csg`` stream (decoded), a run directory or a ``scene.pt`` file."""
     source = Path(source)
     if source.suffix == STREAM_SUFFIX:
-        return decode(source)
-    return load_trained(source)[0]
+        return decode(source, base_only=base_only)
+    return Scene(load_trained(source)[0])
+
+
+def load_model(source: str | Path) -> ScaffoldModel:
+    """The renderable model of a stream, a run directory or a ``scene.pt`` file."""
+    return load(source, base_only=True).model
 
 
 def load_trained(source: str | Path) -> tuple[ScaffoldModel, AnchorEntropyModel | None]:
@@ -127,10 +138,16 @@ def load_trained(source: str | Path) -> tuple[ScaffoldModel, AnchorEntropyModel 
 def encode(
     source: str | Path, stream_path: str | Path, min_slot_share: float = MIN_SLOT_SHARE
 ) -> EncodedScene:
-    """Compress a run trained with the rate term into one ``.csg`` file (written atomically).
+    """Write a run's stream to one ``.csg`` file (atomically).
 
-    Offset slots used by fewer than ``min_slot_share`` of the anchors are dropped (0 keeps all).
+    A run whose stages 2-3 finished has its progressive stream (base + semantic layer) already
+    made; it is copied (its base layer is the one the semantic field was learned on, so
+    ``min_slot_share`` cannot change it). Otherwise the stage-1 scene is encoded as a base-only
+    stream, dropping offset slots used by fewer than ``min_slot_share`` of the anchors.
     """
+    source = Path(source)
+    if (source / STREAM_NAME).is_file():
+        return _finished_stream(source, stream_path, min_slot_share)
     model, entropy = load_trained(source)
     if entropy is None:
         raise RunError(f"{source}: trained without the rate term (--lambda 0); nothing to encode")
@@ -139,27 +156,59 @@ def encode(
     return encoded
 
 
-def decode(stream_path: str | Path) -> ScaffoldModel:
-    """Decode a ``.csg`` file; errors name the file."""
+def _finished_stream(run_dir: Path, stream_path: str | Path, min_slot_share: float) -> EncodedScene:
+    if min_slot_share != MIN_SLOT_SHARE:
+        raise RunError(
+            f"{run_dir}: its semantic layer was learned on the base layer encoded with "
+            f"--min-slot-share {MIN_SLOT_SHARE}; another share would need stages 2-3 again"
+        )
+    data = (run_dir / STREAM_NAME).read_bytes()
+    report = json.loads((run_dir / STREAM_REPORT_NAME).read_text())
+    scene = decode_scene(data)
+    write_bytes_atomic(stream_path, data)
+    return EncodedScene(data, report["section_bytes"], report["estimated_bits"], scene.model)
+
+
+def layer_bytes(data: bytes) -> dict[str, int]:
+    """Bytes per layer of a stream; the container's header counts to the base layer."""
+    layers = section_layers(data)
+    sections = read_container(data, partial_ok=True)
+    semantic = sum(len(p) for name, p in sections.items() if layers[name] == "semantic")
+    return {"base": len(data) - semantic, "semantic": semantic}
+
+
+def decode(stream_path: str | Path, base_only: bool = False) -> Scene:
+    """Decode a ``.csg`` file (both layers unless ``base_only``); errors name the file."""
     stream_path = Path(stream_path)
     try:
         data = stream_path.read_bytes()
     except OSError as err:
         raise StreamError(f"{stream_path}: cannot read ({err.strerror})") from None
     try:
-        return decode_scene(data)
+        return decode_scene(data, base_only=base_only)
     except StreamError as err:
         raise StreamError(f"{stream_path}: {err}") from None
 
 
-def decode_to(stream_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
+def decode_to(stream_path: str | Path, out_dir: str | Path, base_only: bool = False) -> dict:
     """Decode a stream into ``out_dir``: ``scene.pt`` (renderable) and a 3DGS ``scene.ply``."""
     out_dir = Path(out_dir)
-    model = decode(stream_path)
+    scene = decode(stream_path, base_only=base_only)
+    model = scene.model
     save_torch(out_dir / SCENE_NAME, scene_state(model, None))
     g = static_gaussians(model, _default_eye(model))
     write_gaussians_ply(out_dir / "scene.ply", g.means, g.scales, g.quats, g.opacities, g.colors)
-    return {"n_anchors": model.n_anchors, "ply_gaussians": int(g.means.shape[0])}
+    report: dict[str, Any] = {
+        "n_anchors": model.n_anchors,
+        "ply_gaussians": int(g.means.shape[0]),
+        "semantics": scene.semantics is not None,
+    }
+    if scene.semantics is not None:
+        report["text_space"] = scene.semantics.text_space
+        report["language_entries"] = int(scene.semantics.language.shape[0])
+    for index, note in enumerate(scene.notes):
+        report[f"note {index + 1}"] = note
+    return report
 
 
 def _scene_for(source: Path, data: str | Path | None, load_instances: bool = False) -> SceneData:
@@ -176,7 +225,7 @@ def _scene_for(source: Path, data: str | Path | None, load_instances: bool = Fal
 @torch.no_grad()
 def render_camera(model: ScaffoldModel, camera: Camera) -> torch.Tensor:
     """Render ``camera``: ``[H, W, 3]`` in [0, 1]."""
-    return render_view(model, camera, RasterConfig())[0].clamp(0, 1)
+    return render_view(model, camera).image.clamp(0, 1)
 
 
 def render(
@@ -198,40 +247,135 @@ def render(
 
 
 def save_png(path: Path, image: torch.Tensor) -> None:
-    """Write ``[H, W, 3]`` in [0, 1] as an 8-bit PNG, atomically."""
-    pixels = (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+    """Write ``[H, W, 3]`` in [0, 1] (or ``[H, W]`` bool) as an 8-bit PNG, atomically."""
+    if image.dtype == torch.bool:
+        pixels = image.to(torch.uint8).mul(255).cpu().numpy()
+    else:
+        pixels = (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
     atomic_write(
         path, lambda handle: Image.fromarray(np.ascontiguousarray(pixels)).save(handle, "PNG")
     )
 
 
-def evaluate(
-    source: str | Path, data: str | Path | None = None, lpips_weights: str | Path | None = None
+def query(
+    scene: Scene | str | Path,
+    text: str,
+    config: QueryConfig = QueryConfig(),  # noqa: B008
+) -> Selection:
+    """Select the object ``text`` names in a decoded scene (or a ``.csg`` path)."""
+    if not isinstance(scene, Scene):
+        scene = decode(scene)
+    return select(scene, text, config=config)
+
+
+def query_view(
+    stream_path: str | Path,
+    text: str,
+    data: str | Path,
+    view: str = "test:0",
+    out_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """PSNR, SSIM, LPIPS (null unless its weights are on disk) and sizes on the test views."""
+    """Query a stream and render the selection in one dataset view (``split:index``).
+
+    Writes ``mask.png`` (the visible selection), ``highlight.png`` and ``query.json`` into
+    ``out_dir`` when given; returns the JSON record.
+    """
+    split, _, index_text = view.partition(":")
+    if split not in SPLITS or not index_text.isdigit():
+        raise ValueError(f"--view takes split:index (e.g. test:3), got {view!r}")
+    scene = decode(stream_path)
+    selection = query(scene, text)
+    views = getattr(load_scene(data), split)
+    if int(index_text) >= len(views):
+        raise ValueError(f"--view {view}: the {split} split has {len(views)} views")
+    camera = views[int(index_text)].camera
+    masks = render_selection(scene.model, camera, selection.slots)
+    record = {**selection.summary(), "view": view, "mask_pixels": int(masks["visible"].sum())}
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        save_png(out_dir / "mask.png", masks["visible"])
+        save_png(out_dir / "highlight.png", highlight(masks["image"], masks["visible"]))
+        write_bytes_atomic(out_dir / "query.json", json.dumps(record).encode())
+    return record
+
+
+def evaluate(
+    source: str | Path,
+    data: str | Path | None = None,
+    lpips_weights: str | Path | None = None,
+    queries: str | Path | None = None,
+) -> dict[str, Any]:
+    """PSNR, SSIM, LPIPS (null unless its weights are on disk) and sizes on the test views;
+    with a semantic layer and a dataset with instance maps, segmentation under both protocols.
+    """
     source = Path(source)
-    model = load_model(source)
-    scene = _scene_for(source, data)
+    scene = load(source)
+    model = scene.model
+    data_scene = _scene_for(source, data, load_instances=scene.semantics is not None)
     started = time.perf_counter()
     preds, counts = [], []
     with torch.no_grad():
-        for view in scene.test:
-            image, _, gaussians, _ = render_view(model, view.camera, RasterConfig())
-            preds.append(image.clamp(0, 1))
-            counts.append(gaussians.means.shape[0])
+        for view in data_scene.test:
+            rendered = render_view(model, view.camera)
+            preds.append(rendered.image.clamp(0, 1))
+            counts.append(rendered.gaussians.means.shape[0])
     seconds = time.perf_counter() - started
-    metrics = evaluate_images(preds, [view.image for view in scene.test], load_lpips(lpips_weights))
+    targets = [view.image for view in data_scene.test]
+    metrics = evaluate_images(preds, targets, load_lpips(lpips_weights))
     n_gaussians = sum(counts) / max(len(counts), 1)
-    return {
+    report = {
         "psnr": metrics["psnr"],
         "ssim": metrics["ssim"],
         "lpips": metrics["lpips"],
-        "n_test_views": len(scene.test),
+        "n_test_views": len(data_scene.test),
         "n_anchors": model.n_anchors,
         "n_gaussians": round(n_gaussians),
         "seconds": seconds,
-        "render_ms_per_view": 1000 * seconds / max(len(scene.test), 1),
+        "render_ms_per_view": 1000 * seconds / max(len(data_scene.test), 1),
         "per_view_psnr": metrics["per_view"]["psnr"],
+    }
+    if source.suffix == STREAM_SUFFIX:
+        report["stream_bytes"] = source.stat().st_size
+        report["layer_bytes"] = layer_bytes(source.read_bytes())
+    report["notes"] = scene.notes
+    report.update(segmentation_report(scene, data_scene, queries))
+    return report
+
+
+def segmentation_report(
+    scene: Scene, data: SceneData, queries: str | Path | None = None
+) -> dict[str, Any]:
+    """mIoU and acc per protocol on the test views' instance maps; empty without semantics or
+    without ground truth. Top-level ``miou`` and ``acc`` are the visible selection's."""
+    if scene.semantics is None:
+        return {"miou": None, "acc": None}
+    if not data.class_names or any(view.instance is None for view in data.test):
+        return {"miou": None, "acc": None, "segmentation": "no instance maps in the test views"}
+    texts = None if queries is None else read_queries(Path(queries), data.class_names)
+    targets = instance_targets(data.test, data.class_names, texts)
+    leaves = scene.semantics.slot_leaves(scene.model)
+    selections = {t.query: select(scene, t.query, slot_leaves=leaves) for t in targets}
+    scored: dict[str, list[tuple[SegmentationTarget, float]]] = {
+        "visible_selection": [],
+        "3d_selection": [],
+    }
+    rendered: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+    for target in targets:
+        key = (target.view_index, target.query)
+        if key not in rendered:
+            camera = data.test[target.view_index].camera
+            rendered[key] = render_selection(scene.model, camera, selections[target.query].slots)
+        masks = rendered[key]
+        scored["visible_selection"].append((target, mask_iou(masks["visible"], target.gt)))
+        scored["3d_selection"].append((target, mask_iou(masks["silhouette"], target.gt)))
+    protocols = {name: protocol_report(items) for name, items in scored.items()}
+    for name, report in protocols.items():
+        report["protocol"] = PROTOCOLS[name]
+    return {
+        "miou": protocols["visible_selection"]["miou"],
+        "acc": protocols["visible_selection"]["acc"],
+        "protocols": protocols,
+        "unmatched_queries": sorted(q for q, s in selections.items() if not s.matched),
     }
 
 
@@ -271,24 +415,35 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     write_bytes_atomic(path, text)
 
 
+DEMO_QUERY = "rubber duck"
+"""The demo's closing query: the built-in scene names its objects (see data/synthetic.py)."""
+
+
 def demo(
-    out_dir: str | Path = "csgaussian-demo", preset: str = "quick", iterations: int | None = None
+    out_dir: str | Path = "csgaussian-demo",
+    preset: str = "quick",
+    iterations: int | None = None,
+    encoder: str = "minilm",
 ) -> dict[str, Any]:
-    """The embedded default: generate the built-in scene, train, encode, decode and evaluate."""
+    """The embedded default: generate the built-in scene, train all three stages, encode,
+    decode, evaluate, export, render, and end with a text query on the decoded file."""
     out_dir = Path(out_dir)
     scene_dir = ensure_demo_scene(out_dir / "scene")
     run_dir = out_dir / "run"
-    result = train(scene_dir, run_dir, preset=preset, iterations=iterations)
+    started = time.perf_counter()
+    result = train(scene_dir, run_dir, preset=preset, iterations=iterations, encoder=encoder)
     trained = evaluate(run_dir)
     stream_path = out_dir / "scene.csg"
     encoded = encode(run_dir, stream_path)
     decoded = evaluate(stream_path, scene_dir)
     n_exported = export(run_dir, out_dir / "scene.ply")
     renders = render(stream_path, out_dir / "renders", data=scene_dir)
+    closing = query_view(stream_path, DEMO_QUERY, scene_dir, "test:0", out_dir / "query")
+    layers = layer_bytes(encoded.data)
     summary = {
         "scene": str(scene_dir),
-        "iterations": result.iterations,
-        "train_seconds": round(result.seconds, 1),
+        "iterations": result.colour.iterations if result.colour else None,
+        "train_seconds": round(time.perf_counter() - started, 1),
         "n_anchors": decoded["n_anchors"],
         "n_gaussians": decoded["n_gaussians"],
         "trained_psnr": round(trained["psnr"], 2),
@@ -296,6 +451,13 @@ def demo(
         "decoded_ssim": round(decoded["ssim"], 4),
         "lpips": decoded["lpips"],
         "stream_bytes": len(encoded.data),
+        "base_layer_bytes": layers["base"],
+        "semantic_layer_bytes": layers["semantic"],
+        "miou_visible": decoded["miou"],
+        "acc_visible": decoded["acc"],
+        "miou_3d_selection": decoded.get("protocols", {}).get("3d_selection", {}).get("miou"),
+        "query": f"'{DEMO_QUERY}': {closing['gaussians_selected']} Gaussians, "
+        f"{closing['mask_pixels']} pixels in test:0 (score {closing['best_score']})",
         "stream": str(stream_path),
         "ply": str(out_dir / "scene.ply"),
         "ply_gaussians": n_exported,

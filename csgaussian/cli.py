@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import api
-from .train.config import PRESETS
-from .train.progress import summary_table
+from .progress import summary_table
+from .semantics.encoders import ENCODERS
+from .semantics.features import LEVELS
 
 USAGE_ERROR = 2
 
@@ -25,11 +26,33 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="csgaussian", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a scene from posed images")
-    train.add_argument("data", type=Path, help="dataset folder (Blender, COLMAP or LLFF layout)")
+    prepare = commands.add_parser(
+        "prepare", help="masks and language features (LangSplat layout) from instance maps"
+    )
+    prepare.add_argument("data", type=Path, help="dataset with instance maps and object names")
+    prepare.add_argument("-o", "--output", type=Path, required=True, help="features folder")
+    prepare.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
+
+    train = commands.add_parser("train", help="train a scene from posed images (stages 1-3)")
+    train.add_argument(
+        "data", type=Path, nargs="?", help="dataset folder (Blender, COLMAP or LLFF layout)"
+    )
     train.add_argument("-o", "--output", type=Path, required=True, help="run directory")
-    train.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    train.add_argument("--iterations", type=int, help="override the preset's iteration count")
+    train.add_argument("--preset", default="quick", help="tiny, quick, paper or paper-table1")
+    train.add_argument(
+        "--iterations", type=int, help="override the preset's stage-1 iteration count"
+    )
+    train.add_argument(
+        "--stages", default="1,2,3", help="stages to run: 1 (colour), 2,3 (semantics); 1,2,3"
+    )
+    train.add_argument(
+        "--features",
+        type=Path,
+        help="LangSplat language_features/ folder (default: prepared "
+        "into the run from the dataset's instance maps)",
+    )
+    train.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
+    train.add_argument("--level", choices=LEVELS, help="mask level of the features (whole)")
     train.add_argument("--downscale", type=int, default=1, help="integer image downscale factor")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.add_argument(
@@ -52,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", type=Path, nargs="?", help="dataset (default: the run's own)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--lpips-weights", type=Path, help="local LPIPS (AlexNet) state dict")
+    evaluate.add_argument(
+        "--queries", type=Path, help="JSON object: class name -> list of texts to ask"
+    )
+
+    query = commands.add_parser("query", help="select an object of a .csg stream by text")
+    query.add_argument("stream", type=Path, help=".csg file with a semantic layer")
+    query.add_argument("text", help="what to select, e.g. 'rubber duck'")
+    query.add_argument("--data", type=Path, required=True, help="dataset giving the camera")
+    query.add_argument("--view", default="test:0", help="split:index of the view (test:0)")
+    query.add_argument("-o", "--output", type=Path, help="folder for mask, highlight, JSON")
 
     encode = commands.add_parser("encode", help="compress a trained run into one .csg file")
     encode.add_argument("source", type=Path, help="run directory")
@@ -67,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     decode = commands.add_parser("decode", help="decode a .csg file (scene.pt + scene.ply)")
     decode.add_argument("stream", type=Path, help=".csg file")
     decode.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    decode.add_argument("--base-only", action="store_true", help="skip the semantic layer")
 
     export = commands.add_parser("export", help="write a standard 3DGS PLY")
     export.add_argument("source", type=Path, help="run directory or .csg stream")
@@ -74,13 +108,17 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="generate the built-in scene, train, evaluate, export")
     demo.add_argument("-o", "--output", type=Path, default=Path("csgaussian-demo"))
-    demo.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    demo.add_argument("--preset", default="quick", help="tiny, quick, paper or paper-table1")
     demo.add_argument("--iterations", type=int, help="override the preset's iteration count")
+    demo.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
     return parser
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    if args.command == "train":
+    if args.command == "prepare":
+        report = api.prepare(args.data, args.output, encoder=args.encoder)
+        console.print(summary_table(f"prepared {args.output}", report))
+    elif args.command == "train":
         result = api.train(
             args.data,
             args.output,
@@ -91,37 +129,70 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             lambda_rate=args.lambda_rate,
             hyperprior=args.hyperprior,
             quiet=args.quiet,
+            stages=args.stages,
+            features=args.features,
+            encoder=args.encoder,
+            level=args.level,
         )
-        rows = vars(result) | {"scene_path": str(result.scene_path)}
-        console.print(summary_table("training", rows))
+        if result.colour is not None:
+            rows = vars(result.colour) | {"scene_path": str(result.colour.scene_path)}
+            console.print(summary_table("stage 1 (colour)", rows))
+        if result.semantic is not None:
+            rows = vars(result.semantic) | {"stream_path": str(result.semantic.stream_path)}
+            console.print(summary_table("stages 2-3 (semantics)", rows))
     elif args.command == "render":
         paths = api.render(args.source, args.output, split=args.split, data=args.data)
         console.print(f"wrote {len(paths)} images to {args.output}")
     elif args.command == "eval":
-        report = api.evaluate(args.source, args.data, lpips_weights=args.lpips_weights)
+        report = api.evaluate(
+            args.source, args.data, lpips_weights=args.lpips_weights, queries=args.queries
+        )
         if args.json:
             print(json.dumps(report))
         else:
-            shown = {k: v for k, v in report.items() if not k.startswith("per_view")}
-            console.print(summary_table("evaluation (test views)", shown))
+            console.print(summary_table("evaluation (test views)", _flat(report)))
+    elif args.command == "query":
+        record = api.query_view(args.stream, args.text, args.data, args.view, args.output)
+        print(json.dumps(record))
+        if not record["matched"]:
+            console.print(f"'{args.text}' matches nothing well (best score {record['best_score']})")
     elif args.command == "encode":
         encoded = api.encode(args.source, args.output, args.min_slot_share)
         console.print(encode_table(encoded))
     elif args.command == "decode":
-        report = api.decode_to(args.stream, args.output)
+        report = api.decode_to(args.stream, args.output, base_only=args.base_only)
         console.print(summary_table(f"decoded {args.stream}", report))
     elif args.command == "export":
         count = api.export(args.source, args.output)
         console.print(f"wrote {count} Gaussians to {args.output}")
     elif args.command == "demo":
-        report = api.demo(args.output, preset=args.preset, iterations=args.iterations)
+        report = api.demo(
+            args.output, preset=args.preset, iterations=args.iterations, encoder=args.encoder
+        )
         console.print(summary_table("demo", report))
     return 0
 
 
+def _flat(report: dict) -> dict:
+    """The scalar figures of an evaluation report, protocol figures named by protocol."""
+    rows = {k: v for k, v in report.items() if not isinstance(v, list | dict)}
+    for name, protocol in report.get("protocols", {}).items():
+        rows[f"{name} miou"] = protocol["miou"]
+        rows[f"{name} acc"] = protocol["acc"]
+    for layer, size in report.get("layer_bytes", {}).items():
+        rows[f"{layer} layer bytes"] = size
+    for index, note in enumerate(report.get("notes", [])):
+        rows[f"note {index + 1}"] = note
+    return rows
+
+
 def encode_table(encoded: api.EncodedScene) -> Table:
-    """Bytes per section, with the entropy model's estimate beside the coded attributes."""
-    table = Table(title=f"stream: {len(encoded.data)} bytes")
+    """Bytes per section, with the entropy model's estimate beside the coded attributes, and the
+    bytes of each layer."""
+    layers = api.layer_bytes(encoded.data)
+    title = f"stream: {len(encoded.data)} bytes (base layer {layers['base']}"
+    title += f", semantic layer {layers['semantic']})" if layers["semantic"] else ")"
+    table = Table(title=title)
     table.add_column("section")
     table.add_column("bytes", justify="right")
     table.add_column("estimated bytes", justify="right")

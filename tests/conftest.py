@@ -24,7 +24,8 @@ def tiny_scene(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_scene, tmp_path_factory) -> Path:
-    """A run of the ``tiny`` preset (rate term on) on the tiny scene."""
+    """A run of the ``tiny`` preset (rate term on, all three stages, the hash text encoder) on
+    the tiny scene."""
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    api.train(tiny_scene, run, preset="tiny", quiet=True)
+    api.train(tiny_scene, run, preset="tiny", quiet=True, encoder="hash")
     return run

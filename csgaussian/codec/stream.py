@@ -15,32 +15,27 @@ from __future__ import annotations
 
 import copy
 import json
-import struct
 import zlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
+from ..dataclass_io import dataclass_from_dict
 from ..entropy.anchors import GROUP_PARAMETERS, AnchorEntropyModel, RateConfig, offset_channels
-from ..entropy.hyperprior import AttributeHyperprior, to_symbol_units
+from ..scene.decoded import Scene
 from ..scene.scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
-from ..train.config import dataclass_from_dict
-from .attributes import decode_gaussian, encode_gaussian, estimate_bits
-from .container import StreamError, read_container, write_container
+from .container import StreamError, read_container, section_layers, write_container
 from .flags import decode_flags, encode_flags
+from .hyperprior import hyperprior_params, pack_hyperprior, unpack_hyperprior
 from .octree import MAX_POINTS, canonical_order, decode_positions, encode_positions
+from .semantic_layer import decode_semantic_layer
 from .weights import pack_tensors, unpack_tensors
 
 RENDERER_WEIGHTS = "int8"
 """Storage of the renderer MLPs (ours): 255 levels per row, entropy-coded, about half of float16's
 bytes; kitchen test PSNR moves by -0.04 dB against float16 (measured). The encoder renders with
 the decoded weights too, so decoded images match."""
-HYPERPRIOR_WEIGHTS = "int10"
-"""Storage of the hyperprior MLP (ours): the coding distributions and the quantization steps come
-from the decoded weights on both sides. Kitchen, lambda 0.004 (measured): float16 8.4 KB; int10
-5.9 KB, attribute bits +0.3 KB, test PSNR within 0.05 dB; int8 4.9 KB but the steps move enough
-to cost 0.28 dB."""
 META_LIMIT = 1 << 16
 """Most bytes the decompressed metadata may take (bounds a zlib bomb)."""
 MIN_SLOT_SHARE = 0.005
@@ -71,60 +66,6 @@ def _renderer_state(model: ScaffoldModel) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k.startswith(RENDERER_PREFIXES)}
 
 
-def _coding_params(
-    coder: AnchorEntropyModel, hyperprior_state: dict[str, torch.Tensor], model: ScaffoldModel
-) -> dict[str, tuple[torch.Tensor, np.ndarray, np.ndarray]]:
-    """Per group: step ``[N, 1]`` (float64), means and scales ``[N, C]`` in symbol units.
-
-    ``coder`` is a float64 entropy model for ``model``; it receives the decoded hyperprior weights.
-    """
-    coder.hyperprior.load_state_dict({k: v.double() for k, v in hyperprior_state.items()})
-    with torch.no_grad():
-        params = coder.hyperprior.params(model.grid.unit_cube(model.anchor_cells))
-    out = {}
-    for group, p in params.items():
-        step, mean, scale = to_symbol_units(p, coder.config.quant.q0(group))
-        out[group] = (step, mean.numpy(), scale.numpy())
-    return out
-
-
-def pack_hyperprior(hyperprior: AttributeHyperprior) -> bytes:
-    """Hyperprior weights: HYPERPRIOR_WEIGHTS tensors, then the sign-only tables as flags."""
-    state = hyperprior.state_dict()
-    binary = hyperprior.binary_parameters()
-    dense = pack_tensors({k: v for k, v in state.items() if k not in binary}, HYPERPRIOR_WEIGHTS)
-    flags = encode_flags(np.concatenate([state[k].numpy().ravel() >= 0 for k in binary] or [[]]))
-    return struct.pack("<I", len(dense)) + dense + flags
-
-
-def unpack_hyperprior(blob: bytes, template: AnchorEntropyModel) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`pack_hyperprior`; ``template`` gives the shapes of the sign tables."""
-    if len(blob) < 4:
-        raise StreamError("truncated hyperprior section")
-    (n_dense,) = struct.unpack_from("<I", blob)
-    if n_dense > len(blob) - 4:
-        raise StreamError("truncated hyperprior section")
-    shapes = template.hyperprior.state_dict()
-    binary = template.hyperprior.binary_parameters()
-    dense_shapes = {k: v.shape for k, v in shapes.items() if k not in binary}
-    state = unpack_tensors(blob[4 : 4 + n_dense], dense_shapes)
-    n_signs = sum(shapes[name].numel() for name in binary)
-    signs = decode_flags(blob[4 + n_dense :], (n_signs, 1)).ravel()
-    offset = 0
-    for name in binary:
-        count = shapes[name].numel()
-        chunk = torch.from_numpy(signs[offset : offset + count].copy())
-        state[name] = torch.where(chunk, 1.0, -1.0).view(shapes[name].shape)
-        offset += count
-    return state
-
-
-def _dequantize(symbols: np.ndarray, step: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Values ``symbols * step`` as float32 ``shape``: the one formula both sides use."""
-    values = torch.from_numpy(symbols.astype(np.float64)).view(step.shape[0], -1) * step
-    return values.float().view(shape)
-
-
 def slots_in_use(keep: torch.Tensor, min_share: float) -> torch.Tensor:
     """Offset slots ``[K]`` that at least ``min_share`` of the anchors (and at least one) use,
     given the per-anchor mask ``keep`` ``[N, K]``."""
@@ -135,7 +76,7 @@ def slots_in_use(keep: torch.Tensor, min_share: float) -> torch.Tensor:
 def encode_scene(
     model: ScaffoldModel, entropy: AnchorEntropyModel, min_slot_share: float = MIN_SLOT_SHARE
 ) -> EncodedScene:
-    """Quantize and entropy-code ``model`` with its trained ``entropy`` model.
+    """Quantize and entropy-code ``model`` with its trained ``entropy`` model (the base layer).
 
     Offset slots used by fewer than ``min_slot_share`` of the anchors are dropped (0 keeps every
     slot some anchor uses); the renderer and hyperprior rows of unused slots are sent as zeros.
@@ -160,23 +101,19 @@ def encode_scene(
         hyperprior = copy.deepcopy(entropy.hyperprior)
         hyperprior.zero_unused_channels("offsets", offset_channels(in_use[None])[0])
         hyper_blob = pack_hyperprior(hyperprior)
-        coder = AnchorEntropyModel(coded, entropy.config).double()
-        params = _coding_params(coder, unpack_hyperprior(hyper_blob, entropy), coded)
+        positions = coded.grid.unit_cube(coded.anchor_cells)
+        params = hyperprior_params(hyperprior, unpack_hyperprior(hyper_blob, hyperprior), positions)
         mask = keep[ids]  # [N, K]
 
         payloads: dict[str, bytes] = {}
         estimated: dict[str, float] = {}
-        for group, name in GROUP_PARAMETERS.items():
-            step, mean, scale = params[group]
-            values = getattr(model, name).detach()[ids].double().reshape(len(ids), -1)
-            symbols = torch.round(values / step).numpy().astype(np.int64)
-            selected = _coded_entries(group, mask, symbols.shape)
-            payloads[group] = encode_gaussian(
-                symbols[selected].astype(np.int32), mean[selected], scale[selected]
-            )
-            estimated[group] = estimate_bits(symbols[selected], mean[selected], scale[selected])
-            symbols[~selected] = 0
-            getattr(coded, name).data[:] = _dequantize(symbols, step, getattr(coded, name).shape)
+        for name, group in hyperprior.groups.items():
+            attribute = getattr(coded, GROUP_PARAMETERS[name])
+            values = getattr(model, GROUP_PARAMETERS[name]).detach()[ids]
+            selected = _coded_entries(name, mask, params[name].mean.shape)
+            out = group.compress(values.reshape(len(ids), -1), params[name], selected)
+            payloads[name], estimated[name] = out.payload, out.estimated_bits
+            attribute.data[:] = out.values.view(attribute.shape)
         coded.mask_logits.data[:] = torch.where(mask, MASK_LOGIT, -MASK_LOGIT)
 
     meta = {
@@ -192,7 +129,7 @@ def encode_scene(
         ("masks", encode_flags(mask.numpy())),
         ("renderer", renderer_blob),
         ("hyperprior", hyper_blob),
-        *((group, payloads[group]) for group in GROUP_PARAMETERS),
+        *((group, payloads[group]) for group in hyperprior.groups),
     ]
     data = write_container(sections)
     coded.eval()
@@ -206,9 +143,27 @@ def _coded_entries(group: str, mask: torch.Tensor, shape: tuple[int, ...]) -> np
     return np.ones(shape, dtype=bool)
 
 
-def decode_scene(data: bytes) -> ScaffoldModel:
-    """Rebuild the scene from a stream alone; raises StreamError on anything malformed."""
+def decode_scene(data: bytes, base_only: bool = False) -> Scene:
+    """Rebuild the scene from a stream alone; raises StreamError on anything malformed.
+
+    The base layer is always decoded. The semantic layer is decoded unless ``base_only``; a file
+    cut inside it, or one whose semantic layer this build does not know, decodes as a base-only
+    scene whose ``notes`` say why.
+    """
     sections = read_container(data, partial_ok=True)
+    model = _decode_base(sections)
+    semantic_names = [n for n, layer in section_layers(data).items() if layer == "semantic"]
+    if not semantic_names:
+        return Scene(model)
+    if base_only:
+        return Scene(model, notes=["semantic layer skipped (base only)"])
+    if any(name not in sections for name in semantic_names):
+        return Scene(model, notes=["semantic layer truncated: decoded the base layer only"])
+    semantics, notes = decode_semantic_layer(sections, model)
+    return Scene(model, semantics, notes)
+
+
+def _decode_base(sections: dict[str, bytes]) -> ScaffoldModel:
     config, grid, rate, n_anchors = _read_meta(sections)
     cells = torch.from_numpy(decode_positions(sections["positions"]).astype(np.int64))
     if cells.shape[0] != n_anchors:
@@ -218,23 +173,19 @@ def decode_scene(data: bytes) -> ScaffoldModel:
     try:
         renderer_shapes = {k: v.shape for k, v in _renderer_state(model).items()}
         model.load_state_dict(unpack_tensors(sections["renderer"], renderer_shapes), strict=False)
-        coder = AnchorEntropyModel(model, rate).double()
-        params = _coding_params(coder, unpack_hyperprior(sections["hyperprior"], coder), model)
+        hyperprior = AnchorEntropyModel(model, rate).hyperprior
+        state = unpack_hyperprior(sections["hyperprior"], hyperprior)
+        params = hyperprior_params(hyperprior, state, grid.unit_cube(cells))
     except RuntimeError as err:
         raise StreamError(
             f"network weights do not fit the metadata ({err})".splitlines()[0]
         ) from None
     with torch.no_grad():
-        for group, name in GROUP_PARAMETERS.items():
-            step, mean, scale = params[group]
-            selected = _coded_entries(group, mask, mean.shape)
-            symbols = np.zeros(mean.shape, dtype=np.int64)
-            try:
-                coded = decode_gaussian(sections[group], mean[selected], scale[selected])
-            except ValueError as err:  # distributions from corrupt weights (NaN, huge means)
-                raise StreamError(f"cannot decode section '{group}' ({err})") from None
-            symbols[selected] = coded
-            getattr(model, name).data[:] = _dequantize(symbols, step, getattr(model, name).shape)
+        for name, group in hyperprior.groups.items():
+            attribute = getattr(model, GROUP_PARAMETERS[name])
+            selected = _coded_entries(name, mask, params[name].mean.shape)
+            values = group.decompress(sections[name], params[name], selected)
+            attribute.data[:] = values.view(attribute.shape)
         model.mask_logits.data[:] = torch.where(mask, MASK_LOGIT, -MASK_LOGIT)
     model.eval()
     return model

@@ -164,8 +164,9 @@ def unpack_tensors(
 
     Args:
         data: the blob.
-        shapes: if given, the names and shapes the blob may hold (e.g. a template's state dict):
-            anything else is refused before its values are read.
+        shapes: if given, the names and shapes the blob must hold (e.g. a template's state
+            dict): anything else is refused before its values are read, and so is a blob that
+            lacks one of them.
 
     Raises:
         StreamError: truncated or malformed blob, bad names / ranks / dtypes / shapes, trailing
@@ -216,4 +217,7 @@ def unpack_tensors(
         pos += nbytes
     if pos != len(data):
         raise StreamError(f"bad weights: {len(data) - pos} trailing bytes")
+    missing = [name for name in shapes or {} if name not in out]
+    if missing:
+        raise StreamError(f"bad weights: tensor(s) {', '.join(missing)} missing")
     return out

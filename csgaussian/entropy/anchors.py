@@ -13,7 +13,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..scene.scaffold import ScaffoldModel
+from ..scene.scaffold import ScaffoldConfig, ScaffoldModel
+from .conditional import CodedGroup
 from .hashgrid import HashGridConfig, HashGridHyperprior
 from .hyperprior import AttributeHyperprior, INRConfig, INRHyperprior
 from .quantize import QuantizationConfig, QuantMode
@@ -48,13 +49,10 @@ class RateConfig:
     lr_final: float = 0.00005
 
 
-def attribute_groups(model: ScaffoldModel) -> dict[str, int]:
-    """Channels per group for ``model``: f (50), l (6) and the K offsets (3K)."""
-    return {
-        "feature": model.config.feature_dim,
-        "scaling": 6,
-        "offsets": 3 * model.config.n_offsets,
-    }
+def colour_groups(scaffold: ScaffoldConfig, quant: QuantizationConfig) -> list[CodedGroup]:
+    """The coded groups of stage 1: f (50), l (6) and the K offsets (3K), in stream order."""
+    channels = {"feature": scaffold.feature_dim, "scaling": 6, "offsets": 3 * scaffold.n_offsets}
+    return [CodedGroup(name, c, quant.q0(name)) for name, c in channels.items()]
 
 
 def offset_channels(offset_mask: Tensor) -> Tensor:
@@ -63,11 +61,11 @@ def offset_channels(offset_mask: Tensor) -> Tensor:
 
 
 def build_hyperprior(model: ScaffoldModel, config: RateConfig) -> AttributeHyperprior:
-    groups = attribute_groups(model)
+    groups = colour_groups(model.config, config.quant)
     if config.hyperprior == "inr":
-        return INRHyperprior(groups, config.inr, config.quant)
+        return INRHyperprior(groups, config.inr)
     if config.hyperprior == "hashgrid":
-        return HashGridHyperprior(groups, config.hashgrid, config.quant)
+        return HashGridHyperprior(groups, config.hashgrid)
     raise ValueError(f"unknown hyperprior {config.hyperprior!r} (choose inr or hashgrid)")
 
 

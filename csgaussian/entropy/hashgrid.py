@@ -9,13 +9,14 @@ otherwise). As in HAC, the tables are binarized: the forward pass uses the sign 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from csgaussian.entropy.hyperprior import DEFAULT_GROUPS, AttributeHyperprior, MLPConfig
-from csgaussian.entropy.quantize import QuantizationConfig
+from csgaussian.entropy.conditional import CodedGroup
+from csgaussian.entropy.hyperprior import AttributeHyperprior, MLPConfig
 
 _PRIMES = (1, 2654435761, 805459861)  # Instant-NGP spatial hash (Mueller et al. 2022)
 _CORNERS = torch.tensor([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)])  # [8, 3]
@@ -97,16 +98,6 @@ class HashGridHyperprior(AttributeHyperprior):
         """The hash tables: only their signs are used, so only their signs are transmitted."""
         return [f"encoder.tables.{i}" for i in range(len(self.encoder.tables))]
 
-    def __init__(
-        self,
-        groups: dict[str, int] | None = None,
-        config: HashGridConfig | None = None,
-        quant: QuantizationConfig | None = None,
-    ) -> None:
+    def __init__(self, groups: Sequence[CodedGroup], config: HashGridConfig | None = None) -> None:
         config = config or HashGridConfig()
-        super().__init__(
-            HashGridEncoding(config),
-            groups if groups is not None else DEFAULT_GROUPS,
-            config.mlp,
-            quant or QuantizationConfig(),
-        )
+        super().__init__(HashGridEncoding(config), groups, config.mlp)

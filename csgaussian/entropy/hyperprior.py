@@ -9,45 +9,15 @@ uses a multi-resolution hash grid (``csgaussian.entropy.hashgrid.HashGridHyperpr
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from csgaussian.entropy.likelihood import discretized_gaussian_bits
-from csgaussian.entropy.quantize import QuantizationConfig, QuantMode, adaptive_step, quantize
-
-DEFAULT_GROUPS: dict[str, int] = {"feature": 50, "scaling": 6, "offsets": 30}
-"""Channels per attribute group of a Scaffold-GS anchor (METHOD §1: f in R^50, l in R^6, K=10)."""
-
-
-@dataclass
-class GroupParams:
-    """Entropy parameters of one attribute group for N anchors."""
-
-    mean: Tensor  # [N, C]
-    scale: Tensor  # [N, C], positive
-    r: Tensor  # [N, 1], step modifier: step = q0 * (1 + tanh(r))
-
-
-@dataclass
-class GroupOutput:
-    """What ``AttributeHyperprior.forward`` returns for one attribute group."""
-
-    x_hat: Tensor  # [N, C] quantized values
-    step: Tensor  # [N, 1]
-    bits: Tensor  # [N, C]
-    params: GroupParams
-
-
-def to_symbol_units(params: GroupParams, q0: float) -> tuple[Tensor, Tensor, Tensor]:
-    """What the entropy coder needs for one group: step [N, 1], mean and scale [N, C] divided by
-    the step (symbol units). Run the hyperprior in float64 on both sides (METHOD §6) so that the
-    coder's snapping (``csgaussian.codec.attributes.snap_distribution_params``) sees equal values.
-    """
-    step = adaptive_step(q0, params.r)
-    return step, params.mean / step, params.scale / step
+from csgaussian.entropy.conditional import CodedGroup, GroupOutput, GroupParams
+from csgaussian.entropy.quantize import QuantMode
 
 
 @dataclass(frozen=True)
@@ -68,36 +38,48 @@ class AttributeHyperprior(nn.Module):
     Args:
         encoder: module mapping normalised positions in [-1, 1]^3 to features, with attribute
             ``out_dim``.
-        groups: attribute group name -> channel count.
+        groups: the coded groups whose parameters it predicts (one head each).
         mlp: trunk configuration.
-        quant: base steps per group.
     """
 
     def __init__(
         self,
         encoder: nn.Module,
-        groups: dict[str, int],
+        groups: Sequence[CodedGroup],
         mlp: MLPConfig,
-        quant: QuantizationConfig,
+        context_dim: int = 0,
     ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.groups = dict(groups)
-        self.quant = quant
+        self.groups = {g.name: g for g in groups}
         self.scale_min = mlp.scale_min
+        self.context_dim = context_dim
         layers: list[nn.Module] = []
-        dim = int(encoder.out_dim)
+        dim = int(encoder.out_dim) + context_dim
         for _ in range(mlp.depth):
             layers += [nn.Linear(dim, mlp.width), nn.ReLU()]
             dim = mlp.width
         self.trunk = nn.Sequential(*layers)
-        self.heads = nn.ModuleDict({g: nn.Linear(dim, 2 * c + 1) for g, c in self.groups.items()})
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(dim, 2 * g.channels + 1) for name, g in self.groups.items()}
+        )
 
-    def params(self, positions: Tensor) -> dict[str, GroupParams]:
-        """Entropy parameters per group for anchors at ``positions`` ([N, 3] in [-1, 1]^3)."""
-        h = self.trunk(self.encoder(positions))  # [N, width]
+    def params(self, positions: Tensor, context: Tensor | None = None) -> dict[str, GroupParams]:
+        """Entropy parameters per group for anchors at ``positions`` ([N, 3] in [-1, 1]^3).
+
+        ``context`` ([N, context_dim]) is what else both sides know about each anchor (the
+        decoded colour feature, for the conditional semantic prior of supp B.2); it joins the
+        position encoding at the trunk's input.
+        """
+        encoded = self.encoder(positions)
+        if self.context_dim:
+            if context is None or context.shape != (positions.shape[0], self.context_dim):
+                raise ValueError(f"this hyperprior needs a [N, {self.context_dim}] context")
+            encoded = torch.cat([encoded, context.to(encoded)], dim=1)
+        h = self.trunk(encoded)  # [N, width]
         out: dict[str, GroupParams] = {}
-        for g, c in self.groups.items():
+        for g, group in self.groups.items():
+            c = group.channels
             raw = self.heads[g](h)  # [N, 2C + 1]
             out[g] = GroupParams(
                 mean=raw[:, :c],
@@ -107,7 +89,11 @@ class AttributeHyperprior(nn.Module):
         return out
 
     def forward(
-        self, positions: Tensor, values_by_group: dict[str, Tensor], mode: QuantMode
+        self,
+        positions: Tensor,
+        values_by_group: dict[str, Tensor],
+        mode: QuantMode,
+        context: Tensor | None = None,
     ) -> dict[str, GroupOutput]:
         """Quantize each group's values and return their likelihoods and bits.
 
@@ -116,15 +102,8 @@ class AttributeHyperprior(nn.Module):
             values_by_group: group -> [N, C_g] values (a subset of the configured groups).
             mode: "noise" (training) or "round" (evaluation / encoding).
         """
-        params = self.params(positions)
-        out: dict[str, GroupOutput] = {}
-        for g, x in values_by_group.items():
-            p = params[g]
-            step = adaptive_step(self.quant.q0(g), p.r)  # [N, 1]
-            x_hat = quantize(x, step, mode)
-            bits = discretized_gaussian_bits(x_hat, p.mean, p.scale, step)
-            out[g] = GroupOutput(x_hat, step, bits, p)
-        return out
+        params = self.params(positions, context)
+        return {g: self.groups[g].forward(x, params[g], mode) for g, x in values_by_group.items()}
 
     def zero_unused_channels(self, group: str, in_use: Tensor) -> None:
         """Zero the mean and scale rows of ``group``'s head for channels not ``in_use`` ([C]).
@@ -132,7 +111,7 @@ class AttributeHyperprior(nn.Module):
         For channels that are never coded (offsets of dropped slots): the codec stores a zero
         row in two bytes, and no coded symbol's distribution changes.
         """
-        c = self.groups[group]
+        c = self.groups[group].channels
         unused = ~in_use.bool()
         step_rows = torch.zeros(self.heads[group].out_features - 2 * c, dtype=torch.bool)
         rows = torch.cat([unused, unused, step_rows])
@@ -185,15 +164,7 @@ class INRHyperprior(AttributeHyperprior):
     """The paper's INR hyperprior: positional embedding + compact MLP (METHOD §3)."""
 
     def __init__(
-        self,
-        groups: dict[str, int] | None = None,
-        config: INRConfig | None = None,
-        quant: QuantizationConfig | None = None,
+        self, groups: Sequence[CodedGroup], config: INRConfig | None = None, context_dim: int = 0
     ) -> None:
         config = config or INRConfig()
-        super().__init__(
-            PositionalEmbedding(config.n_freqs),
-            groups if groups is not None else DEFAULT_GROUPS,
-            config.mlp,
-            quant or QuantizationConfig(),
-        )
+        super().__init__(PositionalEmbedding(config.n_freqs), groups, config.mlp, context_dim)

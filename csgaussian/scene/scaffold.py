@@ -8,7 +8,7 @@ opacity, colour and covariance of the anchor's K neural Gaussians.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +100,10 @@ class NeuralGaussians:
     colors: Tensor  # [G, 3]
     anchor_index: Tensor  # [G] int64 index into the model's anchors
     offset_index: Tensor  # [G] int64 in [0, K)
+
+    def subset(self, keep: Tensor) -> NeuralGaussians:
+        """The Gaussians where ``keep`` ([G] bool or int64 indices) holds."""
+        return NeuralGaussians(*(getattr(self, f.name)[keep] for f in fields(self)))
 
 
 class ScaffoldModel(nn.Module):

@@ -12,24 +12,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..entropy.anchors import AnchorEntropyModel, QuantizedAnchors
+from ..entropy.anchors import AnchorEntropyModel
 from ..entropy.quantize import QuantMode
 from ..eval.metrics import psnr, ssim_loss_term
-from ..render import RasterConfig, RenderOutput, rasterize_gaussians
+from ..progress import TrainProgress
 from ..scene.anchor_ops import AnchorDensifier
-from ..scene.scaffold import AnchorGrid, NeuralGaussians, ScaffoldModel, scaffold_from_points
-from ..types import Camera, SceneData, View
-from .checkpoint import (
-    CHECKPOINT_NAME,
-    SCENE_NAME,
-    RunError,
-    load_torch,
-    model_from_state,
-    save_torch,
-    scene_state,
-)
+from ..scene.io import SCENE_NAME, RunError, load_torch, model_from_state, save_torch, scene_state
+from ..scene.rendering import render_view
+from ..scene.scaffold import AnchorGrid, ScaffoldModel, scaffold_from_points
+from ..types import SceneData, View
 from .config import TrainConfig
-from .progress import TrainProgress
+
+CHECKPOINT_NAME = "checkpoint.pt"
 
 
 @dataclass
@@ -121,41 +115,6 @@ def update_learning_rates(
         if group["name"] in decayed:
             start, end = decayed[group["name"]]
             group["lr"] = exponential_lr(start, end, step, config.iterations)
-
-
-def render_view(
-    model: ScaffoldModel,
-    camera: Camera,
-    raster: RasterConfig,
-    use_mask: bool = True,
-    entropy: AnchorEntropyModel | None = None,
-    mode: QuantMode = "noise",
-) -> tuple[Tensor, RenderOutput, NeuralGaussians, QuantizedAnchors | None]:
-    """Render one view, with its anchors quantized and priced when ``entropy`` is given.
-
-    Returns the image ``[H, W, 3]``, the render output, the neural Gaussians and the rate.
-    """
-    visible = model.visible_anchors(camera).nonzero().squeeze(1)
-    quantized = None
-    if entropy is not None:
-        quantized = entropy(model, visible, mode, model.offset_mask(use_mask)[visible])
-    gaussians = model.spawn(
-        visible,
-        camera.center,
-        quantized.attributes if quantized is not None else None,
-        use_mask=use_mask,
-    )
-    out = rasterize_gaussians(
-        gaussians.means,
-        gaussians.quats,
-        gaussians.scales,
-        gaussians.opacities,
-        gaussians.colors,
-        camera,
-        background=model.background_color(),
-        config=raster,
-    )
-    return out.colors, out, gaussians, quantized
 
 
 def color_loss(
@@ -251,24 +210,25 @@ class Trainer:
         use_mask = self.iteration >= cfg.mask_start
         pricing = cfg.rate_start is not None and self.iteration >= cfg.rate_start
         mode: QuantMode = "round" if pricing and self.iteration >= cfg.round_start else "noise"
-        image, out, gaussians, rate = render_view(
+        rendered = render_view(
             self.model, view.camera, cfg.raster, use_mask, self.entropy if pricing else None, mode
         )
+        image, gaussians, rate = rendered.image, rendered.gaussians, rendered.rate
         loss = color_loss(self.model, image, view.image, gaussians.scales, cfg, use_mask)
         if rate is not None:
             loss = loss + cfg.rate.lambda_rate * rate.bits_per_value
         densifying = self.densifier.active(self.iteration)
         if densifying:
-            out.means2d.retain_grad()
+            rendered.raster.means2d.retain_grad()
         loss.backward()
-        if densifying and out.means2d.grad is not None:
+        if densifying and rendered.raster.means2d.grad is not None:
             visible = torch.zeros(self.model.n_anchors, dtype=torch.bool)
             visible[gaussians.anchor_index] = True
             self.densifier.accumulate(
                 gaussians,
                 visible,
-                out.means2d.grad,
-                out.radii,
+                rendered.raster.means2d.grad,
+                rendered.raster.radii,
                 view.camera.width,
                 view.camera.height,
             )

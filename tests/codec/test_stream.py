@@ -14,8 +14,8 @@ from csgaussian.codec.stream import decode_scene, encode_scene
 from csgaussian.data import load_scene
 from csgaussian.entropy.anchors import AnchorEntropyModel, RateConfig
 from csgaussian.render import RasterConfig
+from csgaussian.scene.rendering import render_view
 from csgaussian.scene.scaffold import AnchorGrid, ScaffoldConfig, scaffold_from_points
-from csgaussian.train.loop import render_view
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def encoded(tiny_run):
 
 
 def test_decoded_scene_equals_the_encoder_side_quantized_scene(encoded, tiny_scene):
-    decoded = decode_scene(encoded.data)
+    decoded = decode_scene(encoded.data).model
     expected = encoded.model.state_dict()
     for name, value in decoded.state_dict().items():
         assert torch.equal(value, expected[name]), name
@@ -41,7 +41,7 @@ def test_coded_scene_is_the_training_time_rounded_scene(encoded, tiny_run, tiny_
     assert encoded.model.n_anchors <= model.n_anchors
     view = load_scene(tiny_scene).test[0]
     with torch.no_grad():
-        rounded = render_view(model, view.camera, RasterConfig(), True, entropy, mode="round")[0]
+        rounded = render_view(model, view.camera, RasterConfig(), True, entropy, "round").image
     coded = api.render_camera(encoded.model, view.camera)
     assert (rounded.clamp(0, 1) - coded).abs().mean() < 0.01
 
@@ -106,7 +106,7 @@ def test_rarely_used_offset_slots_are_dropped_and_cost_almost_nothing(tiny_run):
         model.mask_logits[:2, 1] = 20.0  # slot 1: two anchors only
     kept = encode_scene(model, entropy, min_slot_share=0.0)
     pruned = encode_scene(model, entropy, min_slot_share=0.05)
-    decoded = decode_scene(pruned.data)
+    decoded = decode_scene(pruned.data).model
     mask = decoded.offset_mask(use_mask=True) > 0.5
     assert mask[:, 0].all() and not mask[:, 1].any()
     assert decoded.opacity_mlp[2].weight[1].abs().sum() == 0
@@ -116,7 +116,7 @@ def test_rarely_used_offset_slots_are_dropped_and_cost_almost_nothing(tiny_run):
     assert heads == 6 * model.config.n_offsets + 1
     for name, value in decoded.state_dict().items():
         assert torch.equal(value, pruned.model.state_dict()[name]), name
-    assert (decode_scene(kept.data).offset_mask(use_mask=True) > 0.5)[:, 1].sum() == 2
+    assert (decode_scene(kept.data).model.offset_mask(use_mask=True) > 0.5)[:, 1].sum() == 2
     saved = kept.section_bytes["renderer"] - pruned.section_bytes["renderer"]
     assert saved > 0.8 * (1 + 3 + 7) * model.config.hidden_dim  # ~7 bits a weight, 11 rows
 
@@ -146,7 +146,7 @@ def test_both_hyperpriors_round_trip_and_the_grid_sends_signs_only(kind):
     model.features.data.normal_()
     entropy = AnchorEntropyModel(model, RateConfig(hyperprior=kind))
     encoded = encode_scene(model, entropy)
-    decoded = decode_scene(encoded.data)
+    decoded = decode_scene(encoded.data).model
     for name, value in decoded.state_dict().items():
         assert torch.equal(value, encoded.model.state_dict()[name]), name
     n_signs = sum(

@@ -1,17 +1,21 @@
 import pytest
 import torch
 
+from csgaussian.entropy.anchors import colour_groups
+from csgaussian.entropy.conditional import CodedGroup
 from csgaussian.entropy.hashgrid import HashGridConfig, HashGridHyperprior
 from csgaussian.entropy.hyperprior import (
-    DEFAULT_GROUPS,
     AttributeHyperprior,
     INRConfig,
     INRHyperprior,
     PositionalEmbedding,
-    to_symbol_units,
 )
+from csgaussian.entropy.quantize import QuantizationConfig
+from csgaussian.scene.scaffold import ScaffoldConfig
 
 MODELS = [INRHyperprior, HashGridHyperprior]
+GROUPS = colour_groups(ScaffoldConfig(), QuantizationConfig())
+CHANNELS = {g.name: g.channels for g in GROUPS}
 
 
 def field_values(pos: torch.Tensor, channels: int) -> torch.Tensor:
@@ -60,16 +64,16 @@ def test_positional_embedding_layout():
 @pytest.mark.parametrize("cls", MODELS)
 def test_output_shapes_positivity_and_gradients(cls):
     torch.manual_seed(0)
-    model = cls()
+    model = cls(GROUPS)
     assert isinstance(model, AttributeHyperprior)
     pos = torch.rand(64, 3) * 2 - 1
-    values = {g: torch.randn(64, c) for g, c in DEFAULT_GROUPS.items()}
+    values = {g: torch.randn(64, c) for g, c in CHANNELS.items()}
     params = model.params(pos)
-    for g, c in DEFAULT_GROUPS.items():
+    for g, c in CHANNELS.items():
         assert params[g].mean.shape == (64, c) and params[g].scale.shape == (64, c)
         assert params[g].r.shape == (64, 1) and torch.all(params[g].scale > 0)
     out = model(pos, values, "round")
-    for g, c in DEFAULT_GROUPS.items():
+    for g, c in CHANNELS.items():
         assert out[g].x_hat.shape == out[g].bits.shape == (64, c)
         assert torch.all(torch.isfinite(out[g].bits)) and torch.all(out[g].bits >= 0)
         assert torch.allclose(
@@ -85,17 +89,17 @@ def test_output_shapes_positivity_and_gradients(cls):
 @pytest.mark.parametrize("cls", MODELS)
 def test_zeroing_unused_channels_keeps_every_used_distribution(cls):
     torch.manual_seed(0)
-    model = cls()
+    model = cls(GROUPS)
     for head in model.heads.values():  # nonzero everywhere, whatever the initialisation
         torch.nn.init.normal_(head.weight)
         torch.nn.init.normal_(head.bias)
     pos = torch.rand(32, 3) * 2 - 1
     before = model.params(pos)
-    in_use = torch.ones(DEFAULT_GROUPS["offsets"], dtype=torch.bool)
+    in_use = torch.ones(CHANNELS["offsets"], dtype=torch.bool)
     in_use[6:9] = False  # offset slot 2: its x, y, z channels
     model.zero_unused_channels("offsets", in_use)
     after = model.params(pos)
-    for g in DEFAULT_GROUPS:
+    for g in CHANNELS:
         keep = in_use if g == "offsets" else slice(None)
         assert torch.equal(after[g].mean[:, keep], before[g].mean[:, keep]), g
         assert torch.equal(after[g].scale[:, keep], before[g].scale[:, keep]), g
@@ -106,15 +110,15 @@ def test_zeroing_unused_channels_keeps_every_used_distribution(cls):
 
 
 def test_parameter_counts():
-    inr = INRHyperprior()
-    grid = HashGridHyperprior()
+    inr = INRHyperprior(GROUPS)
+    grid = HashGridHyperprior(GROUPS)
     embed = 3 + 6 * INRConfig().n_freqs
     w = INRConfig().mlp.width
-    heads = sum(w * (2 * c + 1) + 2 * c + 1 for c in DEFAULT_GROUPS.values())
+    heads = sum(w * (2 * c + 1) + 2 * c + 1 for c in CHANNELS.values())
     assert inr.num_parameters() == (embed * w + w) + (w * w + w) + heads
     cfg = HashGridConfig()
     w = cfg.mlp.width
-    heads = sum(w * (2 * c + 1) + 2 * c + 1 for c in DEFAULT_GROUPS.values())
+    heads = sum(w * (2 * c + 1) + 2 * c + 1 for c in CHANNELS.values())
     tables = sum(t.numel() for t in grid.encoder.tables)
     assert tables <= cfg.n_levels * 2**cfg.log2_table_size * cfg.n_features
     assert grid.num_parameters() == tables + (24 * w + w) + (w * w + w) + heads
@@ -124,7 +128,7 @@ def test_parameter_counts():
 @pytest.mark.parametrize("cls", MODELS)
 def test_training_lowers_bits_on_a_position_dependent_field(cls, field):
     pos, values = field
-    model = cls(groups={"feature": 8})
+    model = cls([CodedGroup("feature", 8, 1.0)])
 
     def evaluate():
         with torch.no_grad():
@@ -138,14 +142,18 @@ def test_training_lowers_bits_on_a_position_dependent_field(cls, field):
     assert err1 < 0.25 * err0
 
 
-def test_symbol_units_match_quantization_and_run_in_float64():
+def test_a_coded_group_decodes_what_training_rounds():
+    """compress / decompress (the codec) give exactly the values forward's rounding (training)
+    gives, and the payload's size is the estimate's."""
     torch.manual_seed(1)
-    model = INRHyperprior(groups={"scaling": 6}).double()
+    group = CodedGroup("scaling", 6, 0.03)
+    model = INRHyperprior([group]).double()
     pos = torch.rand(32, 3, dtype=torch.float64) * 2 - 1
-    x = torch.randn(32, 6, dtype=torch.float64) * 0.01
-    p = model.params(pos)["scaling"]
-    step, mean_sym, scale_sym = to_symbol_units(p, model.quant.q0("scaling"))
-    assert mean_sym.dtype == torch.float64 and step.shape == (32, 1)
-    out = model(pos, {"scaling": x}, "round")["scaling"]
-    assert torch.allclose(out.x_hat, torch.round(x / step) * step)
-    assert torch.allclose(mean_sym * step, p.mean) and torch.all(scale_sym > 0)
+    x = torch.randn(32, 6, dtype=torch.float64) * 0.1
+    with torch.no_grad():
+        params = model.params(pos)["scaling"]
+        rounded = group.forward(x, params, "round").x_hat
+    coded = group.compress(x, params)
+    assert torch.equal(coded.values, rounded.float())
+    assert torch.equal(group.decompress(coded.payload, params), rounded.float())
+    assert abs(len(coded.payload) - coded.estimated_bits / 8) <= 8

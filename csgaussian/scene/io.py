@@ -1,4 +1,9 @@
-"""Run directories: atomic checkpoints and the trained scene file."""
+"""Scene files and run settings: torch-serialised scenes (written atomically, read without
+pickle code) and the ``run.json`` a run directory is recognised by.
+
+A receiver (decode, render, query, edit) reads and writes scenes through this module; nothing
+here belongs to training.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +14,33 @@ from typing import Any
 
 import torch
 
+from ..dataclass_io import dataclass_from_dict
 from ..entropy.anchors import AnchorEntropyModel, RateConfig
 from ..fileio import atomic_write, write_bytes_atomic
-from ..scene.scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
-from .config import dataclass_from_dict
+from .scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
 
-CHECKPOINT_NAME = "checkpoint.pt"
 SCENE_NAME = "scene.pt"
 RUN_INFO_NAME = "run.json"
 
 
 class RunError(ValueError):
     """A run directory or scene file that cannot be used; the message names the file."""
+
+
+def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
+    """A run's settings (``run.json``), written atomically."""
+    write_bytes_atomic(run_dir / RUN_INFO_NAME, json.dumps(info, indent=2).encode())
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    """The settings a run was started with; RunError if ``run_dir`` is not a run."""
+    path = run_dir / RUN_INFO_NAME
+    if not path.is_file():
+        raise RunError(f"{run_dir}: not a csgaussian run directory (no {RUN_INFO_NAME})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunError(f"{path}: malformed JSON ({err.msg}, line {err.lineno})") from None
 
 
 def save_torch(path: Path, obj: Any) -> None:
@@ -34,21 +54,6 @@ def load_torch(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
         raise RunError(f"{path}: not a readable csgaussian file ({type(err).__name__})") from None
-
-
-def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
-    text = json.dumps(info, indent=2).encode()
-    write_bytes_atomic(run_dir / RUN_INFO_NAME, text)
-
-
-def read_run_info(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / RUN_INFO_NAME
-    if not path.is_file():
-        raise RunError(f"{run_dir}: not a csgaussian run directory (no {RUN_INFO_NAME})")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise RunError(f"{path}: malformed JSON ({err.msg}, line {err.lineno})") from None
 
 
 def scene_state(model: ScaffoldModel, entropy: AnchorEntropyModel | None) -> dict[str, Any]:

@@ -1,0 +1,113 @@
+"""The semantic field: one latent per anchor, decoded to a unit instance feature per Gaussian.
+
+METHOD §4 (ours, SEGMENTATION §5): each anchor carries a latent ``s`` (``latent_dim`` values,
+coded in the semantic layer); a small shared MLP maps ``[ŝ, O_k]`` (the latent and the slot's
+decoded offset) to the ``feature_dim``-D unit feature of neural Gaussian k. Features do not
+depend on the view, so the receiver computes them once per decoded scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..entropy.conditional import CodedGroup, GroupOutput
+from ..entropy.hyperprior import INRConfig, INRHyperprior, MLPConfig
+from ..entropy.quantize import QuantMode
+
+SEMANTIC_GROUP = "semantic"
+"""Name of the coded group (and its stream section) of the latents."""
+
+
+@dataclass(frozen=True)
+class SemanticConfig:
+    """Shape of the semantic field (ours; SEGMENTATION §5 proposes d_s around 8)."""
+
+    latent_dim: int = 8
+    """d_s, values per anchor in the stream (ablated in benchmarks/semantics.py)."""
+    feature_dim: int = 6
+    """Instance feature per Gaussian: OpenGaussian's 6-D unit feature."""
+    hidden_dim: int = 32
+    """Width of the feature MLP's one hidden layer (ours)."""
+    latent_init: float = 1.0
+    """Latents start uniform in +-latent_init (ours: spread over a few quantization steps)."""
+
+
+@dataclass(frozen=True)
+class SemanticRateConfig:
+    """Stage 3's rate model for the latents: hyperprior MLP #2 (METHOD §5).
+
+    The latent step q0 is ours: with a latent range of a few units, 0.25 leaves features that
+    survive rounding (QAT trains at this step from stage 2 on); the adaptive step can move it.
+    """
+
+    lambda_rate: float = 0.002
+    """lambda_s: weight of the latents' bits per value (ours; swept in the ablations)."""
+    q0: float = 0.25
+    """Base step of the latents: stage 2 trains them rounded at it (QAT), stage 3 codes them
+    at ``q0 * (1 + tanh(r))``."""
+    conditional: bool = False
+    """Condition the prior on the decoded colour feature f as well as the position (supp B.2's
+    ablation; the paper keeps s independent of f)."""
+    inr: INRConfig = field(default_factory=lambda: INRConfig(mlp=MLPConfig(width=16)))
+    lr: float = 0.005
+    """Hyperprior #2 learning rate (as hyperprior #1's, HAC)."""
+
+
+class SemanticField(nn.Module):
+    """Per-anchor latents and the feature MLP (the trainable part of stages 2 and 3)."""
+
+    def __init__(self, n_anchors: int, config: SemanticConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        generator = torch.Generator().manual_seed(seed)
+        init = torch.rand(n_anchors, config.latent_dim, generator=generator) * 2 - 1
+        self.latents = nn.Parameter(init * config.latent_init)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.latent_dim + 3, config.hidden_dim),
+            nn.ReLU(),
+            nn.Linear(config.hidden_dim, config.feature_dim),
+        )
+
+    @property
+    def n_anchors(self) -> int:
+        return self.latents.shape[0]
+
+    def features(self, latents: Tensor, offsets: Tensor) -> Tensor:
+        """Unit features ``[..., feature_dim]`` from latents ``[..., d_s]`` and offsets
+        ``[..., 3]`` (decoded ``O_k``, in units of the anchor scaling)."""
+        return F.normalize(self.mlp(torch.cat([latents, offsets], dim=-1)), dim=-1)
+
+    def slot_features(self, offsets: Tensor, latents: Tensor | None = None) -> Tensor:
+        """Features ``[N, K, feature_dim]`` of every anchor slot; ``latents`` default to the
+        field's own (pass quantized ones in training)."""
+        latents = self.latents if latents is None else latents
+        k = offsets.shape[1]
+        return self.features(latents[:, None, :].expand(-1, k, -1), offsets)
+
+
+def latent_group(config: SemanticConfig, rate: SemanticRateConfig) -> CodedGroup:
+    """The coded group of the latents."""
+    return CodedGroup(SEMANTIC_GROUP, config.latent_dim, rate.q0)
+
+
+class SemanticEntropyModel(nn.Module):
+    """Hyperprior MLP #2: position (and, in the conditional variant, f̂) -> μ, σ, step of s."""
+
+    def __init__(self, config: SemanticConfig, rate: SemanticRateConfig, feature_dim: int) -> None:
+        super().__init__()
+        self.rate = rate
+        context_dim = feature_dim if rate.conditional else 0
+        self.hyperprior = INRHyperprior([latent_group(config, rate)], rate.inr, context_dim)
+
+    def forward(
+        self, positions: Tensor, latents: Tensor, mode: QuantMode, colour: Tensor | None = None
+    ) -> GroupOutput:
+        """Quantize ``latents`` ([N, d_s]) of anchors at ``positions`` ([N, 3], unit cube)
+        and price them; ``colour`` ([N, F], decoded f) is read in the conditional variant."""
+        context = colour if self.rate.conditional else None
+        out = self.hyperprior(positions.to(latents), {SEMANTIC_GROUP: latents}, mode, context)
+        return out[SEMANTIC_GROUP]

@@ -1,0 +1,99 @@
+"""Language features from a dataset's instance maps: one mask per object, its name as its text.
+
+Our stand-in for LangSplat's SAM + CLIP preprocessing on scenes that ship instance maps (kitchen,
+the built-in scene): each object's mask gets the text encoder's embedding of the object's name,
+written in the ``language_features/`` layout beside an ``encoder.json`` naming the text space.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from csgaussian.data import load_scene
+from csgaussian.data.common import fail, read_json
+from csgaussian.fileio import write_bytes_atomic
+from csgaussian.semantics.encoders import get_text_encoder
+from csgaussian.semantics.features import LEVELS, view_stem, write_view
+from csgaussian.types import View
+
+ENCODER_FILE = "encoder.json"
+BACKGROUND_TEXT = "background"  # the text of instance id 0
+
+
+def prepare_features(
+    data: str | os.PathLike[str], out_dir: str | os.PathLike[str], encoder: str = "minilm"
+) -> dict:
+    """Write ``language_features`` files for every view of ``data`` that has an instance map.
+
+    Each instance id present in a view (background 0 included) is one mask, written identically
+    at all four levels so that any level selects whole objects; its feature is the encoder's
+    embedding of the object's name (each distinct name is embedded once). Train views come first;
+    a test view whose file stem is already taken by a train view (Blender layouts name both
+    ``r_000``) is skipped, as the layout has one file pair per stem.
+
+    Args:
+        data: scene folder (any layout :func:`csgaussian.data.load_scene` reads).
+        out_dir: the ``language_features`` folder to write.
+        encoder: a name accepted by :func:`~csgaussian.semantics.encoders.get_text_encoder`.
+
+    Returns:
+        Summary: ``views`` written, ``masks`` (per level, summed over views), ``skipped_views``,
+        ``text_space``, ``dim``, ``seconds``.
+
+    Raises:
+        DataError: the dataset has no instance maps, or bad data.
+        EncoderError: unknown encoder or its model package is missing.
+    """
+    start = time.perf_counter()
+    text_encoder = get_text_encoder(encoder)
+    scene = load_scene(data, load_instances=True)
+    views: dict[str, View] = {}
+    for view in scene.train + scene.test:
+        if view.instance is not None:
+            views.setdefault(view_stem(view.image_path), view)
+    if not views:
+        raise fail(Path(data), "no instance maps; give --features")
+    texts = [BACKGROUND_TEXT, *scene.class_names]  # text of instance id i
+    names = sorted(set(texts))
+    embeddings = text_encoder.encode(names)  # [len(names), dim]
+    by_id = embeddings[[names.index(t) for t in texts]]  # [1 + classes, dim]
+    masks = 0
+    for stem, view in views.items():
+        instance = view.instance.numpy()  # [H, W] int64
+        present, local = np.unique(instance, return_inverse=True)
+        ids = local.reshape(instance.shape)
+        features = by_id[present]
+        write_view(out_dir, stem, [ids] * len(LEVELS), [features] * len(LEVELS))
+        masks += len(present)
+    meta = {"text_space": text_encoder.name, "dim": text_encoder.dim, "level_names": list(LEVELS)}
+    write_bytes_atomic(Path(out_dir) / ENCODER_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    with_instances = sum(v.instance is not None for v in scene.train + scene.test)
+    return {
+        "views": len(views),
+        "masks": masks,
+        "skipped_views": with_instances - len(views),
+        "text_space": text_encoder.name,
+        "dim": text_encoder.dim,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def read_text_space(features_dir: str | os.PathLike[str]) -> str | None:
+    """The text-space id recorded in ``features_dir/encoder.json``; None when absent (unknown,
+    e.g. user-brought CLIP features).
+
+    Raises:
+        DataError: the file exists but is malformed.
+    """
+    path = Path(features_dir) / ENCODER_FILE
+    if not path.is_file():
+        return None
+    meta = read_json(path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("text_space"), str):
+        raise fail(path, "missing string 'text_space'")
+    return meta["text_space"]

@@ -1,0 +1,146 @@
+"""Open-vocabulary selection on a decoded scene (METHOD §4: language association, queries).
+
+A text is embedded by the encoder that made the stream's language features, compared by cosine
+with the language table; the best entry and those within ``margin`` of it are selected, and with
+them every anchor slot whose codebook leaf maps to one of them. A best score under ``min_score``
+selects nothing: the receiver says so instead of picking at random.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..eval.segmentation import SILHOUETTE_ALPHA, VISIBLE_SHARE
+from ..scene.decoded import Scene
+from ..scene.rendering import render_view
+from ..scene.scaffold import NeuralGaussians, ScaffoldModel
+from ..types import Camera
+from .encoders import TextEncoder, get_text_encoder
+from .layer import SemanticLayer
+
+
+class QueryError(ValueError):
+    """A query that cannot be answered (no semantic layer, another text space)."""
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    """Selection thresholds (ours).
+
+    With MiniLM on kitchen (measured): an object's own name scores 1.0 against its entry,
+    paraphrases 0.5-0.8, other objects' names 0.0-0.4.
+    """
+
+    min_score: float = 0.45
+    """Below this best cosine the query matches nothing."""
+    margin: float = 0.05
+    """Entries within this cosine of the best are selected too (near-identical ones)."""
+
+
+@dataclass
+class Selection:
+    """The answer to one text query."""
+
+    text: str
+    matched: bool
+    best_score: float
+    entries: list[int]  # selected rows of the language table
+    scores: list[float]  # their cosines with the query
+    leaves: list[int]  # codebook leaves mapped to them
+    slots: Tensor  # [N, K] bool: the selected anchor slots (neural Gaussians)
+
+    @property
+    def n_gaussians(self) -> int:
+        """Selected anchor slots (each spawns at most one Gaussian per view)."""
+        return int(self.slots.sum())
+
+    def summary(self) -> dict[str, object]:
+        """A JSON-ready record of the selection."""
+        return {
+            "text": self.text,
+            "matched": self.matched,
+            "best_score": round(self.best_score, 4),
+            "entries": self.entries,
+            "scores": [round(s, 4) for s in self.scores],
+            "leaves": self.leaves,
+            "gaussians_selected": self.n_gaussians,
+        }
+
+
+def require_semantics(scene: Scene) -> SemanticLayer:
+    """The scene's semantic layer, or a QueryError that says why there is none."""
+    if scene.semantics is None:
+        why = "; ".join(scene.notes) or "the stream has no semantic layer"
+        raise QueryError(f"no semantics to query ({why})")
+    return scene.semantics
+
+
+def text_encoder_for(layer: SemanticLayer, encoder: TextEncoder | None = None) -> TextEncoder:
+    """The encoder of the stream's text space; another one is refused."""
+    if encoder is None:
+        return get_text_encoder(layer.text_space)
+    if encoder.name != layer.text_space:
+        raise QueryError(
+            f"the query encoder is {encoder.name}, but the stream's language features were "
+            f"made by {layer.text_space}: embed queries with that encoder"
+        )
+    return encoder
+
+
+def select(
+    scene: Scene,
+    text: str,
+    encoder: TextEncoder | None = None,
+    config: QueryConfig = QueryConfig(),  # noqa: B008 (frozen dataclass)
+    slot_leaves: Tensor | None = None,
+) -> Selection:
+    """Select the object ``text`` names; ``slot_leaves`` ([N, K]) may be passed when cached."""
+    layer = require_semantics(scene)
+    encoder = text_encoder_for(layer, encoder)
+    embedding = torch.from_numpy(encoder.encode([text])[0]).to(layer.language)
+    leaves = layer.slot_leaves(scene.model) if slot_leaves is None else slot_leaves
+    scores = layer.language @ embedding  # [E]
+    best = float(scores.max()) if scores.numel() else -1.0
+    matched = best >= config.min_score
+    entries = (scores >= best - config.margin).nonzero().squeeze(1) if matched else scores[:0]
+    chosen_leaves = torch.isin(layer.leaf_entry, entries.long()).nonzero().squeeze(1)
+    slots = torch.isin(leaves, chosen_leaves) & (leaves >= 0)
+    return Selection(
+        text=text,
+        matched=matched,
+        best_score=best,
+        entries=entries.tolist(),
+        scores=scores[entries.long()].tolist(),
+        leaves=chosen_leaves.tolist(),
+        slots=slots,
+    )
+
+
+def _selected(gaussians: NeuralGaussians, slots: Tensor) -> Tensor:
+    return slots[gaussians.anchor_index, gaussians.offset_index]
+
+
+@torch.no_grad()
+def render_selection(model: ScaffoldModel, camera: Camera, slots: Tensor) -> dict[str, Tensor]:
+    """Masks of a selection in one view, under both protocols, and the full render.
+
+    Returns ``image`` [H, W, 3], ``visible`` [H, W] bool (the selected Gaussians hold most of
+    the pixel's weight in the full scene) and ``silhouette`` [H, W] bool (the selection rendered
+    alone has alpha > 0.7: occluded parts count).
+    """
+    full = render_view(model, camera, extra=lambda g: _selected(g, slots).float()[:, None])
+    alone = render_view(model, camera, edit=lambda g: g.subset(_selected(g, slots)))
+    return {
+        "image": full.image.clamp(0, 1),
+        "visible": full.extra[..., 0] > VISIBLE_SHARE,
+        "silhouette": alone.raster.alpha[..., 0] > SILHOUETTE_ALPHA,
+    }
+
+
+def highlight(image: Tensor, mask: Tensor, color: tuple[float, float, float] = (1.0, 0.2, 0.1)):
+    """``image`` [H, W, 3] with ``mask`` [H, W] tinted half-way to ``color``."""
+    tint = torch.tensor(color, dtype=image.dtype)
+    return torch.where(mask[..., None], 0.5 * image + 0.5 * tint, image)

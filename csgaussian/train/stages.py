@@ -1,0 +1,205 @@
+"""The three training stages of a run directory, in order, each resumable (METHOD §3-§5).
+
+A run directory holds ``run.json`` (the settings), stage 1's ``checkpoint.pt`` and ``scene.pt``,
+the base layer ``base.csg`` that stages 2 and 3 learn on, their ``semantic_checkpoint.pt``, and
+at the end the progressive stream ``stream.csg`` with ``stream.json`` (section sizes, estimates).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..codec.stream import MIN_SLOT_SHARE, encode_scene
+from ..data import load_scene
+from ..fileio import write_bytes_atomic
+from ..progress import TrainProgress
+from ..scene.io import (
+    SCENE_NAME,
+    RunError,
+    load_torch,
+    model_from_state,
+    read_run_info,
+    write_run_info,
+)
+from ..semantics.features import read_features, view_stem
+from ..semantics.prepare import prepare_features, read_text_space
+from .config import TrainConfig
+from .config import preset as preset_config
+from .loop import CHECKPOINT_NAME, Trainer, TrainResult
+from .semantic import (
+    BASE_STREAM_NAME,
+    SEMANTIC_CHECKPOINT_NAME,
+    STREAM_NAME,
+    SemanticResult,
+    SemanticTrainer,
+)
+
+STAGES = (1, 2, 3)
+FEATURES_DIR_NAME = "language_features"
+STREAM_REPORT_NAME = "stream.json"
+
+
+@dataclass
+class RunResult:
+    """What ``train`` reports: the stages it ran."""
+
+    colour: TrainResult | None
+    semantic: SemanticResult | None
+
+
+def training_config(info: dict[str, Any]) -> TrainConfig:
+    """The configuration a run's settings (``run.json``) stand for."""
+    config = preset_config(info["preset"], info.get("iterations"))
+    lambda_rate, hyperprior = info.get("lambda_rate"), info.get("hyperprior")
+    if lambda_rate is not None and lambda_rate < 0:
+        raise ValueError(f"--lambda must be >= 0, got {lambda_rate}")
+    if info.get("level") is not None:
+        config = replace(config, semantic=replace(config.semantic, level=info["level"]))
+    if lambda_rate == 0:
+        return replace(config, rate=None)
+    rate = config.rate
+    if lambda_rate is not None:
+        rate = replace(rate, lambda_rate=lambda_rate)
+    if hyperprior is not None:
+        rate = replace(rate, hyperprior=hyperprior)
+    return replace(config, rate=rate)
+
+
+def parse_stages(text: str) -> tuple[int, ...]:
+    """``"1,2,3"`` -> (1, 2, 3); stages run in order and none may be skipped in between."""
+    try:
+        stages = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise ValueError(f"--stages takes numbers like 1,2,3, got {text!r}") from None
+    if not stages or not set(stages) <= set(STAGES):
+        raise ValueError(f"--stages takes a subset of 1,2,3, got {text!r}")
+    if stages != tuple(range(stages[0], stages[-1] + 1)):
+        raise ValueError(f"--stages must not skip a stage in between, got {text!r}")
+    if 3 in stages and 2 not in stages:
+        raise ValueError("stage 3 continues stage 2: give --stages 2,3")
+    return stages
+
+
+def run_stages(
+    run_dir: Path,
+    info: dict[str, Any],
+    stages: tuple[int, ...],
+    resume: bool,
+    quiet: bool,
+) -> RunResult:
+    """Run ``stages`` of the run in ``run_dir`` with the settings ``info``."""
+    config = training_config(info)
+    scene = load_scene(info["data"], downscale=info["downscale"], load_instances=False)
+    colour = None
+    if 1 in stages:
+        trainer = Trainer(scene, config, run_dir)
+        with TrainProgress(config.iterations, quiet=quiet, description="stage 1") as progress:
+            colour = trainer.train(resume=resume, progress=progress)
+    semantic = None
+    if 2 in stages:
+        semantic = _semantic_stages(run_dir, info, config, scene, resume, quiet)
+    return RunResult(colour, semantic)
+
+
+def _semantic_stages(
+    run_dir: Path,
+    info: dict[str, Any],
+    config: TrainConfig,
+    scene: Any,
+    resume: bool,
+    quiet: bool,
+) -> SemanticResult:
+    if config.rate is None:
+        raise RunError(f"{run_dir}: stages 2-3 need a base layer (stage 1 trained with --lambda 0)")
+    if not (run_dir / SCENE_NAME).is_file():
+        raise RunError(f"{run_dir}: stage 1 is not finished ({SCENE_NAME} missing)")
+    if (run_dir / SEMANTIC_CHECKPOINT_NAME).is_file() and not resume:
+        raise RunError(
+            f"{run_dir}: stages 2-3 already started; continue with --resume or use a new run"
+        )
+    _write_base_layer(run_dir, info.get("min_slot_share", MIN_SLOT_SHARE))
+    features_dir, text_space = _features(run_dir, info)
+    stems = [view_stem(view.image_path) for view in scene.train]
+    masks = read_features(features_dir, stems, config.semantic.level)
+    trainer = SemanticTrainer(scene, masks, text_space, config.semantic, run_dir)
+    if resume and (run_dir / SEMANTIC_CHECKPOINT_NAME).is_file():
+        trainer.load_checkpoint()
+    cfg = config.semantic
+    for stage, total in ((2, cfg.stage2_iterations), (3, cfg.stage3_iterations)):
+        if trainer.stage > stage:
+            continue
+        with TrainProgress(total, quiet=quiet, description=f"stage {stage}") as progress:
+            trainer.run_stage(stage, progress)
+    data, report = trainer.finish()
+    write_bytes_atomic(run_dir / STREAM_NAME, data)
+    write_bytes_atomic(run_dir / STREAM_REPORT_NAME, json.dumps(report, indent=2).encode())
+    base_bytes = (run_dir / BASE_STREAM_NAME).stat().st_size
+    return SemanticResult(
+        stage2_iterations=cfg.stage2_iterations,
+        stage3_iterations=cfg.stage3_iterations,
+        seconds=trainer.elapsed,
+        semantic_bytes=len(data) - base_bytes,
+        base_bytes=base_bytes,
+        n_leaves_matched=report["n_leaves_matched"],
+        n_language_entries=report["n_language_entries"],
+        stream_path=run_dir / STREAM_NAME,
+    )
+
+
+def _write_base_layer(run_dir: Path, min_slot_share: float) -> None:
+    """Encode stage 1's scene into ``base.csg`` once: stages 2-3 learn on its decoded scene."""
+    path = run_dir / BASE_STREAM_NAME
+    if path.is_file():
+        return
+    model, entropy = model_from_state(load_torch(run_dir / SCENE_NAME), run_dir / SCENE_NAME)
+    write_bytes_atomic(path, encode_scene(model, entropy, min_slot_share).data)
+
+
+def _features(run_dir: Path, info: dict[str, Any]) -> tuple[Path, str]:
+    """The language-feature folder and its text space: the user's, or prepared into the run."""
+    if info.get("features"):
+        features_dir = Path(info["features"])
+    else:
+        features_dir = run_dir / FEATURES_DIR_NAME
+        if read_text_space(features_dir) is None:
+            prepare_features(info["data"], features_dir, info.get("encoder") or "minilm")
+    text_space = read_text_space(features_dir)
+    if text_space is None:
+        raise RunError(f"{features_dir}: no encoder.json saying which text encoder made them")
+    return features_dir, text_space
+
+
+def new_run_info(data: str | Path, **settings: Any) -> dict[str, Any]:
+    """The settings a new run records in ``run.json``."""
+    return {"data": str(Path(data).resolve()), **settings}
+
+
+def start_or_resume(
+    data: str | Path | None,
+    run_dir: Path,
+    stages: tuple[int, ...],
+    resume: bool,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """Validate the run directory for the requested stages and return its settings."""
+    if resume:
+        return read_run_info(run_dir)
+    if 1 in stages:
+        if (run_dir / CHECKPOINT_NAME).is_file():
+            raise RunError(
+                f"{run_dir}: already holds a run; continue it with --resume or use a new directory"
+            )
+        if data is None:
+            raise ValueError("give the dataset to train from")
+        info = new_run_info(data, **settings)
+        write_run_info(run_dir, info)
+        return info
+    info = read_run_info(run_dir)
+    semantic_settings = {k: settings[k] for k in ("features", "encoder", "level") if k in settings}
+    info.update({k: v for k, v in semantic_settings.items() if v is not None})
+    info["stages"] = list(stages)
+    write_run_info(run_dir, info)
+    return info
