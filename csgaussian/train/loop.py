@@ -251,7 +251,7 @@ class Trainer:
         started = time.perf_counter() - self.elapsed
         recent: list[StepStats] = []
         bar = progress or TrainProgress(cfg.iterations, quiet=True)
-        with _torch_threads(cfg.torch_threads), bar:
+        with torch_threads(cfg.torch_threads), bar:
             bar.start_at(self.iteration)
             while self.iteration < cfg.iterations:
                 recent = (recent + [self.step()])[-cfg.log_every :]
@@ -275,7 +275,7 @@ class Trainer:
 
 
 @contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
+def torch_threads(threads: int) -> Iterator[None]:
     """Run the block with ``threads`` torch intra-op threads, then restore the previous count."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

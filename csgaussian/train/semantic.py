@@ -43,8 +43,8 @@ BASE_STREAM_NAME = "base.csg"
 STREAM_NAME = "stream.csg"
 SEMANTIC_CHECKPOINT_NAME = "semantic_checkpoint.pt"
 SEMANTIC_STATE_NAME = "semantics.pt"
-ASSOCIATION_THRESHOLD = 0.5
-"""A pixel's dominant leaf must hold more than this share of its rendered weight (ours)."""
+ASSOCIATION_ALPHA = 0.5
+"""Pixels whose rendered alpha is at most this have no dominant leaf (ours)."""
 
 
 @dataclass
@@ -53,7 +53,7 @@ class SemanticResult:
 
     stage2_iterations: int
     stage3_iterations: int
-    seconds: float
+    seconds: float  # wall time of this invocation (set-up, stages 2-3, codebook, association)
     semantic_bytes: int
     base_bytes: int
     n_leaves_matched: int
@@ -296,8 +296,8 @@ class SemanticTrainer:
 def dominant_leaf_map(
     gaussians: NeuralGaussians, slot_leaves: Tensor, n_leaves: int, camera: Camera
 ) -> Tensor:
-    """``[H, W]`` leaf holding most of each pixel's rendered weight; -1 where none holds more
-    than ``ASSOCIATION_THRESHOLD`` (one render with a one-hot channel per leaf)."""
+    """``[H, W]`` leaf holding the largest share of each pixel's rendered weight; -1 where the
+    pixel's alpha is at most ``ASSOCIATION_ALPHA`` (one render, a one-hot channel per leaf)."""
     leaf = slot_leaves[gaussians.anchor_index, gaussians.offset_index]
     one_hot = torch.zeros(leaf.shape[0], n_leaves)
     has_leaf = leaf >= 0
@@ -305,8 +305,8 @@ def dominant_leaf_map(
     out = rasterize_gaussians(
         gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, one_hot, camera
     )
-    weight, best = out.colors.max(dim=-1)
-    return torch.where(weight > ASSOCIATION_THRESHOLD, best, -1)
+    best = out.colors.argmax(dim=-1)
+    return torch.where(out.alpha[..., 0] > ASSOCIATION_ALPHA, best, -1)
 
 
 def write_stream(run_dir: Path, data: bytes) -> Path:

@@ -8,6 +8,7 @@ at the end the progressive stream ``stream.csg`` with ``stream.json`` (section s
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from ..semantics.features import read_features, view_stem
 from ..semantics.prepare import prepare_features, read_text_space
 from .config import TrainConfig
 from .config import preset as preset_config
-from .loop import CHECKPOINT_NAME, Trainer, TrainResult
+from .loop import CHECKPOINT_NAME, Trainer, TrainResult, torch_threads
 from .semantic import (
     BASE_STREAM_NAME,
     SEMANTIC_CHECKPOINT_NAME,
@@ -100,11 +101,11 @@ def run_stages(
             colour = trainer.train(resume=resume, progress=progress)
     semantic = None
     if 2 in stages:
-        semantic = _semantic_stages(run_dir, info, config, scene, resume, quiet)
+        semantic = train_semantic_stages(run_dir, info, config, scene, resume, quiet)
     return RunResult(colour, semantic)
 
 
-def _semantic_stages(
+def train_semantic_stages(
     run_dir: Path,
     info: dict[str, Any],
     config: TrainConfig,
@@ -124,23 +125,25 @@ def _semantic_stages(
     features_dir, text_space = _features(run_dir, info)
     stems = [view_stem(view.image_path) for view in scene.train]
     masks = read_features(features_dir, stems, config.semantic.level)
-    trainer = SemanticTrainer(scene, masks, text_space, config.semantic, run_dir)
-    if resume and (run_dir / SEMANTIC_CHECKPOINT_NAME).is_file():
-        trainer.load_checkpoint()
-    cfg = config.semantic
-    for stage, total in ((2, cfg.stage2_iterations), (3, cfg.stage3_iterations)):
-        if trainer.stage > stage:
-            continue
-        with TrainProgress(total, quiet=quiet, description=f"stage {stage}") as progress:
-            trainer.run_stage(stage, progress)
-    data, report = trainer.finish()
+    started = time.perf_counter()
+    with torch_threads(config.torch_threads):
+        trainer = SemanticTrainer(scene, masks, text_space, config.semantic, run_dir)
+        if resume and (run_dir / SEMANTIC_CHECKPOINT_NAME).is_file():
+            trainer.load_checkpoint()
+        cfg = config.semantic
+        for stage, total in ((2, cfg.stage2_iterations), (3, cfg.stage3_iterations)):
+            if trainer.stage > stage:
+                continue
+            with TrainProgress(total, quiet=quiet, description=f"stage {stage}") as progress:
+                trainer.run_stage(stage, progress)
+        data, report = trainer.finish()
     write_bytes_atomic(run_dir / STREAM_NAME, data)
     write_bytes_atomic(run_dir / STREAM_REPORT_NAME, json.dumps(report, indent=2).encode())
     base_bytes = (run_dir / BASE_STREAM_NAME).stat().st_size
     return SemanticResult(
         stage2_iterations=cfg.stage2_iterations,
         stage3_iterations=cfg.stage3_iterations,
-        seconds=trainer.elapsed,
+        seconds=time.perf_counter() - started,
         semantic_bytes=len(data) - base_bytes,
         base_bytes=base_bytes,
         n_leaves_matched=report["n_leaves_matched"],
