@@ -374,6 +374,27 @@ def encode_positions(grid: np.ndarray) -> bytes:
     return _HEADER.pack(n, depth) + coder.get_compressed().astype("<u4").tobytes()
 
 
+def positions_header(data: bytes) -> tuple[int, int]:
+    """The point count and octree depth a positions payload declares (checked for consistency
+    with its length, nothing decoded): what the decoder will allocate is known from these.
+
+    Raises:
+        StreamError: a header that no ``encode_positions`` output has.
+    """
+    if len(data) < _HEADER.size:
+        raise StreamError(f"truncated positions: header needs {_HEADER.size} bytes, {len(data)}")
+    n, depth = _HEADER.unpack_from(data)
+    body = len(data) - _HEADER.size
+    if n > MAX_POINTS or depth > 16 or body % 4:
+        raise StreamError(f"bad positions header (n={n}, depth={depth}, {body} body bytes)")
+    if n == 0 or depth == 0:
+        if body or (depth == 0 and n > 1) or (n == 0 and depth != 0):
+            raise StreamError(f"bad positions header (n={n}, depth={depth})")
+    elif n > 8**depth:
+        raise StreamError(f"bad positions header: {n} points do not fit an octree of depth {depth}")
+    return n, depth
+
+
 def decode_positions(data: bytes) -> np.ndarray:
     """Inverse of ``encode_positions``: unique points [N, 3] uint16 in Morton order.
 
@@ -381,15 +402,9 @@ def decode_positions(data: bytes) -> np.ndarray:
         StreamError: malformed or inconsistent payload.
     """
     data = bytes(data)
-    if len(data) < _HEADER.size:
-        raise StreamError(f"truncated positions: header needs {_HEADER.size} bytes, {len(data)}")
-    n, depth = _HEADER.unpack_from(data)
+    n, depth = positions_header(data)
     body = data[_HEADER.size :]
-    if n > MAX_POINTS or depth > 16 or len(body) % 4:
-        raise StreamError(f"bad positions header (n={n}, depth={depth}, {len(body)} body bytes)")
     if n == 0 or depth == 0:
-        if body or (depth == 0 and n > 1) or (n == 0 and depth != 0):
-            raise StreamError(f"bad positions header (n={n}, depth={depth})")
         return np.zeros((n, 3), dtype=np.uint16)
     try:
         coder = constriction.stream.stack.AnsCoder(

@@ -19,13 +19,12 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from ..dataclass_io import dataclass_from_dict
-from ..scene.scaffold import ScaffoldModel
+from ..scene.scaffold import ScaffoldConfig, ScaffoldModel
 from ..semantics.codebook import Codebook
 from ..semantics.field import (
     SEMANTIC_GROUP,
@@ -35,6 +34,7 @@ from ..semantics.field import (
     SemanticRateConfig,
 )
 from ..semantics.layer import SemanticLayer
+from . import budget, schema
 from .container import StreamError
 from .flags import decode_flags, encode_flags
 from .hyperprior import hyperprior_params, pack_hyperprior, unpack_hyperprior
@@ -57,20 +57,7 @@ CENTRE_DTYPE = "float16"
 LANGUAGE_WEIGHTS = "int8"
 """Language table rows at 8 bits per value (SEGMENTATION §5)."""
 META_LIMIT = 1 << 14
-LIMITS = {
-    "semantic.latent_dim": 64,
-    "semantic.feature_dim": 64,
-    "semantic.hidden_dim": 1024,
-    "rate.inr.n_freqs": 24,
-    "rate.inr.mlp.width": 1024,
-    "rate.inr.mlp.depth": 16,
-    "codebook.n_coarse": 1024,
-    "codebook.n_fine": 64,
-    "language_dim": 4096,
-    "n_entries": 32767,
-}
-"""Upper bounds on the metadata fields that size allocations (all are at least 1, but
-``n_entries``: a layer whose leaves matched no mask has an empty language table)."""
+"""Most bytes the decompressed semantic metadata may take (bounds a zlib bomb)."""
 _LEAF_COUNT = struct.Struct("<I")
 _BLOB_LEN = struct.Struct("<I")
 
@@ -146,26 +133,86 @@ def semantic_sections(
     ]
 
 
-def decode_semantic_layer(
-    sections: dict[str, bytes], model: ScaffoldModel
-) -> tuple[SemanticLayer | None, list[str]]:
-    """The semantic layer over the decoded base ``model``; (None, notes) for a layer version
-    this build does not know. Raises StreamError on a malformed layer."""
-    meta = _read_meta(sections)
-    if meta["version"] != SEMANTIC_LAYER_VERSION:
-        note = (
-            f"semantic layer version {meta['version']} is not known to this build (it reads "
+@dataclass(frozen=True)
+class SemanticMeta:
+    """The semantic layer's metadata: its version and, for a known version, every field
+    validated against :data:`csgaussian.codec.schema.SEMANTIC_META`."""
+
+    version: int
+    config: SemanticConfig | None = None
+    rate: SemanticRateConfig | None = None
+    text_space: str = ""
+    language_dim: int = 0
+    n_entries: int = 0
+    n_coarse: int = 0
+    n_fine: int = 0
+    position_weight: float = 0.0
+
+    @property
+    def known(self) -> bool:
+        """Whether this build reads the layer's version."""
+        return self.version == SEMANTIC_LAYER_VERSION
+
+    @property
+    def note(self) -> str:
+        return (
+            f"semantic layer version {self.version} is not known to this build (it reads "
             f"{SEMANTIC_LAYER_VERSION}): decoded the base layer only"
         )
-        return None, [note]
-    missing = [name for name in SECTIONS if name not in sections]
+
+    def memory(self, n_anchors: int, scaffold: ScaffoldConfig) -> dict[str, int]:
+        """Bytes decoding the layer needs over ``n_anchors`` anchors (``budget``)."""
+        assert self.config is not None and self.rate is not None
+        return budget.semantic_memory(
+            self.config,
+            self.rate,
+            n_anchors,
+            scaffold,
+            (self.n_coarse, self.n_fine),
+            (self.n_entries, self.language_dim),
+        )
+
+
+def read_semantic_meta(sections: dict[str, bytes], layers: dict[str, str]) -> SemanticMeta:
+    """The layer's metadata; for a known version, also checks that the layer holds exactly its
+    sections. Raises StreamError on malformed metadata or sections."""
+    if "semantic_meta" not in sections or layers.get("semantic_meta") != "semantic":
+        raise StreamError("semantic layer lacks its metadata section")
+    meta = schema.read_json_meta(sections["semantic_meta"], META_LIMIT, "semantic metadata")
+    version = meta.get("version") if isinstance(meta, dict) else None
+    if type(version) is not int:
+        raise StreamError("semantic metadata has no integer version")
+    if version != SEMANTIC_LAYER_VERSION:
+        return SemanticMeta(version)
+    names = [name for name, layer in layers.items() if layer == "semantic"]
+    missing = [name for name in SECTIONS if name not in names]
     if missing:
         raise StreamError(f"semantic layer lacks section(s) {', '.join(missing)}")
-    try:
-        config = SemanticConfig(**meta["semantic"])
-        rate = dataclass_from_dict(SemanticRateConfig, meta["rate"])
-    except (TypeError, ValueError) as err:
-        raise StreamError(f"bad semantic metadata ({type(err).__name__}: {err})") from None
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown:
+        raise StreamError(f"unexpected section(s) {', '.join(unknown)} in the semantic layer")
+    fields = schema.parse(meta, schema.SEMANTIC_META, "bad semantic metadata")
+    codebook = fields["codebook"]
+    return SemanticMeta(
+        version,
+        fields["semantic"],
+        fields["rate"],
+        fields["text_space"],
+        fields["language_dim"],
+        fields["n_entries"],
+        codebook["n_coarse"],
+        codebook["n_fine"],
+        codebook["position_weight"],
+    )
+
+
+def decode_semantic_layer(
+    sections: dict[str, bytes], model: ScaffoldModel, meta: SemanticMeta
+) -> SemanticLayer:
+    """The semantic layer over the decoded base ``model``, from its validated ``meta`` (of a
+    known version). Raises StreamError on a malformed layer."""
+    config, rate = meta.config, meta.rate
+    assert config is not None and rate is not None, "decode only a known layer version"
     field = SemanticField(model.n_anchors, config)
     entropy = SemanticEntropyModel(config, rate, model.config.feature_dim)
     try:
@@ -178,45 +225,17 @@ def decode_semantic_layer(
         raise StreamError(message) from None
     group = entropy.hyperprior.groups[SEMANTIC_GROUP]
     with torch.no_grad():
-        field.latents.data[:] = group.decompress(sections[SEMANTIC_GROUP], params)
+        latents = group.decompress(sections[SEMANTIC_GROUP], params)
+        if not torch.isfinite(latents).all():
+            raise StreamError(f"section '{SEMANTIC_GROUP}' decodes to values beyond float32")
+        field.latents.data[:] = latents
     codebook = _read_codebook(sections["semantic_codebook"], meta, config.feature_dim)
     entries, language = _read_language(sections["semantic_language"], meta, codebook.n_leaves)
-    layer = SemanticLayer(field.eval(), codebook, language, entries, meta["text_space"])
-    return layer, []
+    return SemanticLayer(field.eval(), codebook, language, entries, meta.text_space)
 
 
-def _read_meta(sections: dict[str, bytes]) -> dict:
-    if "semantic_meta" not in sections:
-        raise StreamError("semantic layer lacks its metadata section")
-    try:
-        inflater = zlib.decompressobj()
-        text = inflater.decompress(sections["semantic_meta"], META_LIMIT)
-        if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
-            raise StreamError(f"semantic metadata is not one zlib stream of <= {META_LIMIT} bytes")
-        meta = json.loads(text.decode())
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise StreamError("semantic metadata is not valid compressed JSON") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("version"), int):
-        raise StreamError("semantic metadata has no integer version")
-    if meta["version"] != SEMANTIC_LAYER_VERSION:
-        return meta
-    if not isinstance(meta.get("text_space"), str):
-        raise StreamError("semantic metadata: text_space is not a string")
-    for key, limit in LIMITS.items():
-        value = meta
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        low = 0 if key == "n_entries" else 1
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= limit:
-            raise StreamError(f"semantic metadata: {key} = {value!r} is outside {low}..{limit}")
-    weight = meta["codebook"].get("position_weight")
-    if not isinstance(weight, int | float) or not 0 <= weight < 1e6:
-        raise StreamError(f"semantic metadata: codebook.position_weight = {weight!r} is invalid")
-    return meta
-
-
-def _read_codebook(blob: bytes, meta: dict, feature_dim: int) -> Codebook:
-    k1, k2 = meta["codebook"]["n_coarse"], meta["codebook"]["n_fine"]
+def _read_codebook(blob: bytes, meta: SemanticMeta, feature_dim: int) -> Codebook:
+    k1, k2 = meta.n_coarse, meta.n_fine
     if len(blob) < _BLOB_LEN.size:
         raise StreamError("truncated semantic codebook")
     (n_centres,) = _BLOB_LEN.unpack_from(blob)
@@ -236,12 +255,14 @@ def _read_codebook(blob: bytes, meta: dict, feature_dim: int) -> Codebook:
         coarse=centres["coarse"],
         fine=centres["fine"],
         fine_valid=torch.from_numpy(valid),
-        position_weight=float(meta["codebook"]["position_weight"]),
+        position_weight=meta.position_weight,
     )
 
 
-def _read_language(blob: bytes, meta: dict, n_leaves: int) -> tuple[torch.Tensor, torch.Tensor]:
-    n_entries, dim = meta["n_entries"], meta["language_dim"]
+def _read_language(
+    blob: bytes, meta: SemanticMeta, n_leaves: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n_entries, dim = meta.n_entries, meta.language_dim
     if len(blob) < _LEAF_COUNT.size:
         raise StreamError("truncated semantic language section")
     (count,) = _LEAF_COUNT.unpack_from(blob)

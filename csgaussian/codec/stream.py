@@ -21,15 +21,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..dataclass_io import dataclass_from_dict
 from ..entropy.anchors import GROUP_PARAMETERS, AnchorEntropyModel, RateConfig, offset_channels
 from ..scene.decoded import Scene
 from ..scene.scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
+from . import budget, schema
 from .container import StreamError, read_container, section_layers, write_container
 from .flags import decode_flags, encode_flags
 from .hyperprior import hyperprior_params, pack_hyperprior, unpack_hyperprior
-from .octree import MAX_POINTS, canonical_order, decode_positions, encode_positions
-from .semantic_layer import decode_semantic_layer
+from .octree import canonical_order, decode_positions, encode_positions, positions_header
+from .semantic_layer import decode_semantic_layer, read_semantic_meta
 from .weights import pack_tensors, unpack_tensors
 
 RENDERER_WEIGHTS = "int8"
@@ -143,28 +143,44 @@ def _coded_entries(group: str, mask: torch.Tensor, shape: tuple[int, ...]) -> np
     return np.ones(shape, dtype=bool)
 
 
-def decode_scene(data: bytes, base_only: bool = False) -> Scene:
+def decode_scene(data: bytes, base_only: bool = False, max_memory: int | None = None) -> Scene:
     """Rebuild the scene from a stream alone; raises StreamError on anything malformed.
 
     The base layer is always decoded. The semantic layer is decoded unless ``base_only``; a file
     cut inside it, or one whose semantic layer this build does not know, decodes as a base-only
     scene whose ``notes`` say why.
+
+    Every metadata field is checked against its schema (:mod:`csgaussian.codec.schema`) and the
+    memory the decoding needs is computed from them before anything is allocated: a file that
+    needs more than ``max_memory`` bytes (default :data:`budget.DEFAULT_MAX_MEMORY`, or the
+    limit set by :func:`budget.memory_limit`) is refused.
     """
+    limit = budget.resolve_limit(max_memory)
     sections = read_container(data, partial_ok=True)
-    model = _decode_base(sections)
-    semantic_names = [n for n, layer in section_layers(data).items() if layer == "semantic"]
-    if not semantic_names:
-        return Scene(model)
-    if base_only:
-        return Scene(model, notes=["semantic layer skipped (base only)"])
-    if any(name not in sections for name in semantic_names):
-        return Scene(model, notes=["semantic layer truncated: decoded the base layer only"])
-    semantics, notes = decode_semantic_layer(sections, model)
-    return Scene(model, semantics, notes)
+    layers = section_layers(data)
+    meta = _read_meta(sections, layers)
+    semantic_names = [n for n, layer in layers.items() if layer == "semantic"]
+    need = budget.base_memory(meta.config, meta.rate, meta.n_anchors)
+    semantic_meta, notes = None, []
+    if base_only and semantic_names:
+        notes.append("semantic layer skipped (base only)")
+    elif any(name not in sections for name in semantic_names):
+        notes.append("semantic layer truncated: decoded the base layer only")
+    elif semantic_names:
+        semantic_meta = read_semantic_meta(sections, layers)
+        if semantic_meta.known:
+            need = need | semantic_meta.memory(meta.n_anchors, meta.config)
+        else:
+            notes.append(semantic_meta.note)
+    budget.check_memory(need, limit)
+    model = _decode_base(sections, meta)
+    if semantic_meta is None or not semantic_meta.known:
+        return Scene(model, notes=notes)
+    return Scene(model, decode_semantic_layer(sections, model, semantic_meta), notes)
 
 
-def _decode_base(sections: dict[str, bytes]) -> ScaffoldModel:
-    config, grid, rate, n_anchors = _read_meta(sections)
+def _decode_base(sections: dict[str, bytes], meta: BaseMeta) -> ScaffoldModel:
+    config, grid, rate, n_anchors = meta.config, meta.grid, meta.rate, meta.n_anchors
     cells = torch.from_numpy(decode_positions(sections["positions"]).astype(np.int64))
     if cells.shape[0] != n_anchors:
         raise StreamError(f"positions hold {cells.shape[0]} anchors, metadata says {n_anchors}")
@@ -185,56 +201,48 @@ def _decode_base(sections: dict[str, bytes]) -> ScaffoldModel:
             attribute = getattr(model, GROUP_PARAMETERS[name])
             selected = _coded_entries(name, mask, params[name].mean.shape)
             values = group.decompress(sections[name], params[name], selected)
+            if not torch.isfinite(values).all():
+                raise StreamError(f"section '{name}' decodes to values beyond float32")
             attribute.data[:] = values.view(attribute.shape)
         model.mask_logits.data[:] = torch.where(mask, MASK_LOGIT, -MASK_LOGIT)
     model.eval()
     return model
 
 
-META_LIMITS = {
-    "n_anchors": MAX_POINTS,
-    "scaffold.feature_dim": 1024,
-    "scaffold.n_offsets": 64,
-    "scaffold.hidden_dim": 1024,
-    "grid.depth": 16,
-    "rate.inr.n_freqs": 24,
-    "rate.inr.mlp.width": 1024,
-    "rate.inr.mlp.depth": 16,
-    "rate.hashgrid.n_levels": 32,
-    "rate.hashgrid.n_features": 16,
-    "rate.hashgrid.log2_table_size": 22,
-    "rate.hashgrid.mlp.width": 1024,
-    "rate.hashgrid.mlp.depth": 16,
-}
-"""Bounds on metadata fields that size allocations: an untrusted header cannot ask for more."""
+BASE_SECTIONS = ("meta", "positions", "masks", "renderer", "hyperprior", *GROUP_PARAMETERS)
+"""The base layer's sections: a stream of this format version holds these and no others."""
 
 
-def _read_meta(sections: dict[str, bytes]) -> tuple[ScaffoldConfig, AnchorGrid, RateConfig, int]:
-    required = ("meta", "positions", "masks", "renderer", "hyperprior", *GROUP_PARAMETERS)
-    missing = [name for name in required if name not in sections]
+@dataclass(frozen=True)
+class BaseMeta:
+    """The base layer's validated metadata."""
+
+    config: ScaffoldConfig
+    grid: AnchorGrid
+    rate: RateConfig
+    n_anchors: int
+
+
+def _read_meta(sections: dict[str, bytes], layers: dict[str, str]) -> BaseMeta:
+    """The base metadata, checked against its schema and the other sections' headers."""
+    missing = [name for name in BASE_SECTIONS if name not in sections]
     if missing:
         raise StreamError(f"stream lacks section(s) {', '.join(missing)}")
-    try:
-        inflater = zlib.decompressobj()
-        text = inflater.decompress(sections["meta"], META_LIMIT)
-        if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
-            raise StreamError(f"stream metadata is not one zlib stream of <= {META_LIMIT} bytes")
-        meta = json.loads(text.decode())
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise StreamError("stream metadata is not valid compressed JSON") from None
+    misplaced = [name for name in BASE_SECTIONS if layers.get(name) != "base"]
+    if misplaced:
+        raise StreamError(f"base section(s) {', '.join(misplaced)} outside the base layer")
+    unknown = [n for n, layer in layers.items() if layer == "base" and n not in BASE_SECTIONS]
+    if unknown:
+        raise StreamError(f"unexpected section(s) {', '.join(unknown)} in the base layer")
+    meta = schema.read_json_meta(sections["meta"], META_LIMIT, "stream metadata")
     if not isinstance(meta, dict) or meta.get("format") != "csgaussian":
         raise StreamError("stream metadata is not csgaussian's")
-    try:
-        for key, limit in META_LIMITS.items():
-            value = meta
-            for part in key.split("."):
-                value = value[part]
-            if not isinstance(value, int) or not 0 < value <= limit:
-                raise ValueError(f"{key} = {value!r} is outside 1..{limit}")
-        config = ScaffoldConfig(**meta["scaffold"])
-        grid = AnchorGrid(**{**meta["grid"], "origin": tuple(meta["grid"]["origin"])})
-        rate = dataclass_from_dict(RateConfig, meta["rate"])
-        n_anchors = meta["n_anchors"]
-    except (KeyError, TypeError, ValueError, OverflowError) as err:
-        raise StreamError(f"bad stream metadata ({type(err).__name__}: {err})") from None
-    return config, grid, rate, n_anchors
+    fields = schema.parse(meta, schema.BASE_META, "bad stream metadata")
+    n_points, depth = positions_header(sections["positions"])
+    if n_points != fields["n_anchors"]:
+        raise StreamError(f"positions hold {n_points} anchors, metadata says {fields['n_anchors']}")
+    if depth > fields["grid"].depth:
+        raise StreamError(
+            f"positions span depth {depth}, beyond the metadata's grid.depth {fields['grid'].depth}"
+        )
+    return BaseMeta(fields["scaffold"], fields["grid"], fields["rate"], fields["n_anchors"])

@@ -16,7 +16,8 @@ Gaussian per tensor (a row whose step is 0 is all zeros and has no symbols), so 
 28.1 KB; hyperprior, int10: 5.9 KB against 8.4 KB; measured).
 
 Every length is checked against the remaining bytes before anything is allocated; coded tensors,
-whose size the bytes do not bound, are limited to ``MAX_CODED_VALUES`` values per blob.
+whose size the bytes do not bound, are limited to ``MAX_CODED_VALUES`` values per blob. Stored
+values are finite: both sides refuse infinities and NaNs.
 """
 
 from __future__ import annotations
@@ -144,10 +145,15 @@ def pack_tensors(named: dict[str, Tensor], dtype: WeightDType = "float32") -> by
             raise ValueError(f"tensor '{name}' is {t.dtype}, only float tensors are packed")
         out += struct.pack("<B", len(raw)) + raw + struct.pack("<BB", code, t.ndim)
         out += struct.pack(f"<{t.ndim}I", *t.shape)
+        if not torch.isfinite(t).all():
+            raise ValueError(f"tensor '{name}' holds non-finite values")
         if np_dtype is None:
             out += _pack_coded(t, CODED_LEVELS[dtype])
         else:
-            out += t.detach().cpu().to(torch.float64).numpy().astype(np_dtype).tobytes()
+            stored = t.detach().cpu().to(torch.float64).numpy().astype(np_dtype)
+            if not np.isfinite(stored).all():
+                raise ValueError(f"tensor '{name}' overflows {dtype}")
+            out += stored.tobytes()
     return bytes(out)
 
 
@@ -213,6 +219,8 @@ def unpack_tensors(
                 f"truncated weights: tensor '{name}' needs {nbytes} bytes, {len(data) - pos} remain"
             )
         arr = np.frombuffer(data, dtype=np_dtype, count=nbytes // np_dtype.itemsize, offset=pos)
+        if not np.isfinite(arr).all():
+            raise StreamError(f"bad weights: tensor '{name}' holds non-finite values")
         out[name] = torch.from_numpy(arr.astype(np.float32).reshape(shape))
         pos += nbytes
     if pos != len(data):

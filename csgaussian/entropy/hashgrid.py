@@ -41,6 +41,36 @@ class HashGridConfig:
     mlp: MLPConfig = field(default_factory=MLPConfig)
 
 
+def level_sizes(config: HashGridConfig) -> tuple[list[int], list[int]]:
+    """Cells per axis and table entries of each level (without building the tables).
+
+    Raises:
+        ValueError: a config whose levels are not defined (no level, a resolution below 1, a
+            finest level coarser than the first, an empty table or feature).
+    """
+    ints = (config.n_levels, config.n_features, config.log2_table_size)
+    resolutions = (config.min_resolution, config.max_resolution)
+    if not all(type(v) is int for v in (*ints, *resolutions)):
+        raise ValueError(f"hash grid sizes must be integers, got {config}")
+    if config.n_levels < 1 or config.n_features < 1 or config.log2_table_size < 0:
+        raise ValueError(f"hash grid needs >= 1 level and feature and a table, got {config}")
+    if not 1 <= config.min_resolution <= config.max_resolution:
+        raise ValueError(
+            f"hash grid resolutions must satisfy 1 <= min <= max, got "
+            f"{config.min_resolution}..{config.max_resolution}"
+        )
+    size = 2**config.log2_table_size
+    growth = (
+        math.exp(math.log(config.max_resolution / config.min_resolution) / (config.n_levels - 1))
+        if config.n_levels > 1
+        else 1.0
+    )
+    levels = [
+        int(math.floor(config.min_resolution * growth**lvl)) for lvl in range(config.n_levels)
+    ]
+    return levels, [min(size, (r + 1) ** 3) for r in levels]
+
+
 class HashGridEncoding(nn.Module):
     """Multi-resolution hash encoding: [N, 3] in [-1, 1]^3 -> [N, n_levels * n_features]."""
 
@@ -48,18 +78,7 @@ class HashGridEncoding(nn.Module):
         super().__init__()
         self.config = config
         self.out_dim = config.n_levels * config.n_features
-        size = 2**config.log2_table_size
-        growth = (
-            math.exp(
-                math.log(config.max_resolution / config.min_resolution) / (config.n_levels - 1)
-            )
-            if config.n_levels > 1
-            else 1.0
-        )
-        self.resolutions = [
-            int(math.floor(config.min_resolution * growth**lvl)) for lvl in range(config.n_levels)
-        ]
-        self.table_sizes = [min(size, (r + 1) ** 3) for r in self.resolutions]
+        self.resolutions, self.table_sizes = level_sizes(config)
         self.tables = nn.ParameterList(
             nn.Parameter((torch.rand(n, config.n_features) * 2 - 1) * config.init_scale)
             for n in self.table_sizes

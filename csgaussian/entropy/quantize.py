@@ -7,6 +7,8 @@ to the step grid with a straight-through gradient.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +35,14 @@ class QuantizationConfig:
     """q0 of the anchor scaling l (6 channels)."""
     offsets: float = 0.2
     """q0 of the K offsets O (K x 3 channels)."""
+
+    def __post_init__(self) -> None:
+        for group in ("feature", "scaling", "offsets"):
+            step = getattr(self, group)
+            if isinstance(step, bool) or not isinstance(step, numbers.Real):
+                raise ValueError(f"q0 of '{group}' must be a number, got {step!r}")
+            if not (math.isfinite(step) and step > 0):
+                raise ValueError(f"q0 of '{group}' must be finite and positive, got {step!r}")
 
     def q0(self, group: str) -> float:
         """The base step of ``group`` ("feature", "scaling" or "offsets")."""

@@ -8,6 +8,7 @@ opacity, colour and covariance of the anchor's K neural Gaussians.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 
 import torch
@@ -15,6 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..types import Camera
+
+MAX_DEPTH = 62
+"""Deepest lattice: cell indices ``< 2^depth`` stay int64."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,24 @@ class AnchorGrid:
     voxel_size: float
     origin: tuple[int, int, int]
     depth: int
+
+    def __post_init__(self) -> None:
+        """Refuse a lattice that cannot place anchors (it may come from a file)."""
+        size = self.voxel_size
+        if isinstance(size, bool) or not isinstance(size, numbers.Real) or not size > 0:
+            raise ValueError(f"voxel_size must be a positive number, got {size!r}")
+        if not math.isfinite(size):
+            raise ValueError(f"voxel_size must be finite, got {size!r}")
+        origin = self.origin
+        if not isinstance(origin, tuple) or len(origin) != 3:
+            raise ValueError(f"origin must be a tuple of 3 integers, got {origin!r}")
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in origin):
+            raise ValueError(f"origin must be a tuple of 3 integers, got {origin!r}")
+        depth = self.depth
+        if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
+            raise ValueError(f"depth must be an integer, got {depth!r}")
+        if not 0 <= depth <= MAX_DEPTH:
+            raise ValueError(f"depth must lie in 0..{MAX_DEPTH}, got {depth}")
 
     @classmethod
     def covering(cls, bounds: Tensor, voxel_size: float, margin: float) -> AnchorGrid:

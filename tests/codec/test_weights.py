@@ -112,7 +112,8 @@ def test_random_corruption_is_a_stream_error_or_a_valid_dict(data):
         out = unpack_tensors(bytes(blob), {k: t.shape for k, t in named.items()})
     except StreamError:
         return
-    assert all(out[k].shape == t.shape for k, t in named.items() if k in out)
+    assert set(out) == set(named)  # a template demands every tensor: none may go missing
+    assert all(out[k].shape == t.shape and torch.isfinite(out[k]).all() for k, t in named.items())
 
 
 def test_a_template_refuses_unexpected_names_and_shapes():
@@ -122,6 +123,8 @@ def test_a_template_refuses_unexpected_names_and_shapes():
         unpack_tensors(data, {"w": torch.Size([3, 2])})
     with pytest.raises(StreamError, match="unexpected tensor 'w'"):
         unpack_tensors(data, {"v": torch.Size([2, 3])})
+    with pytest.raises(StreamError, match="tensor\\(s\\) v missing"):
+        unpack_tensors(data, {"w": torch.Size([2, 3]), "v": torch.Size([1])})
 
 
 def test_a_zero_row_costs_only_its_step():

@@ -1,0 +1,209 @@
+"""What decoding a stream will allocate, known from its metadata before anything is allocated.
+
+A few hundred bytes of metadata and a few bytes of entropy-coded payload can describe a large
+scene (a dense 64^3 block of anchors codes its positions in 29 bytes; a constant flag column or a
+sharply predicted symbol costs nothing), so the bytes of a file do not bound what it decodes to.
+Instead the decoder computes, from the validated metadata, the memory each step will need (the
+anchors' attributes, the octree's working arrays, the float64 hyperprior evaluation, the networks
+and hash tables, the semantic layer, the renderer's activations at first use) and refuses a file
+whose peak exceeds a limit (``DEFAULT_MAX_MEMORY``, or the caller's ``max_memory``). The peak is
+what the decoded scene holds plus the largest step's working set; the per-element constants are
+measured peaks rounded up. Measured (peak RSS added by decoding dense blocks of 13,824 and 32,768
+anchors, default sizes): 120 MiB against an estimate of 140 MiB, 274 / 281 MiB (INR / hash grid)
+against 331 / 337 MiB; wide networks (feature 200, 20 offsets, width 128) 922 against 1252 MiB;
+``tests/codec/test_budget.py`` checks it stays above the measurement.
+
+Counts the format itself limits are refused by name before the estimate: network weights beyond
+what one weights blob may hold (``MAX_CODED_VALUES``), hash-table signs beyond one flags payload
+(``MAX_FLAGS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from ..entropy.anchors import RateConfig
+from ..entropy.hashgrid import level_sizes
+from ..scene.scaffold import ScaffoldConfig
+from ..semantics.field import SemanticConfig, SemanticRateConfig
+from .container import StreamError
+from .flags import MAX_FLAGS
+from .weights import MAX_CODED_VALUES
+
+DEFAULT_MAX_MEMORY = 4 << 30
+"""Decoding refuses a file that needs more than 4 GiB (kitchen, 7k anchors: about 0.1 GiB)."""
+_LIMIT: ContextVar[int] = ContextVar("csgaussian_max_memory", default=DEFAULT_MAX_MEMORY)
+
+FLOAT32, FLOAT64 = 4, 8
+# Bytes per element of each step's working set (measured peaks, rounded up; see module docstring).
+OCTREE_BYTES_PER_NODE = 4096
+"""Octree decoding: the neighbour and plane-fit arrays of one level ([n, 27, 3] int64 and co)."""
+CODER_BYTES_PER_SYMBOL = 8 * 20
+"""Decoding one coded group: mean, scale, snapped copies, centres, indices, symbols (float64 /
+int64 arrays, about 20 per coded value, for the largest group)."""
+HASH_LEVEL_BYTES_PER_ANCHOR = 1024
+"""One hash-grid level's corner indices, weights and hashes ([N, 8, 3] int64 / float64)."""
+NETWORK_BYTES_PER_VALUE = 64
+"""A coded network weight: template, decoded float32, symbols, float64 copy for evaluation."""
+TABLE_BYTES_PER_VALUE = 32
+"""A hash-table entry: template, deep copy, float64 copy, decoded sign, its flag."""
+TENSOR_BYTES_PER_VALUE = 32
+"""A codebook centre or language value: decoded float32, float64 and normalised copies."""
+
+
+def resolve_limit(max_memory: int | None) -> int:
+    """The memory limit in bytes: ``max_memory`` if given, else the current default."""
+    limit = _LIMIT.get() if max_memory is None else max_memory
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise ValueError(f"max_memory must be a positive number of bytes, got {limit!r}")
+    return limit
+
+
+@contextmanager
+def memory_limit(max_memory: int) -> Iterator[None]:
+    """Within the block, decoding without an explicit ``max_memory`` uses this limit."""
+    token = _LIMIT.set(resolve_limit(max_memory))
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
+
+
+def _mlp_values(d_in: int, width: int, depth: int, outputs: list[int]) -> int:
+    """Weights and biases of a trunk of ``depth`` layers of ``width`` with one head per output."""
+    values, dim = 0, d_in
+    for _ in range(depth):
+        values += dim * width + width
+        dim = width
+    return values + sum(dim * out + out for out in outputs)
+
+
+def renderer_values(config: ScaffoldConfig) -> int:
+    """Weights of the opacity, colour and covariance MLPs and the background."""
+    d, h, k = config.mlp_input_dim, config.hidden_dim, config.n_offsets
+    return 3 * (d * h + h) + sum(h * out + out for out in (k, 3 * k, 7 * k)) + 3
+
+
+def _check_count(what: str, count: int, limit: int, fields: str) -> None:
+    if count > limit:
+        raise StreamError(f"{what} would hold {count} values, over the format's {limit} ({fields})")
+
+
+@dataclass
+class Need:
+    """Bytes a decoding needs: ``held`` from allocation to the end (the scene, its networks) and
+    ``working`` per step, freed when the step ends (only the largest counts at once)."""
+
+    held: dict[str, int] = field(default_factory=dict)
+    working: dict[str, int] = field(default_factory=dict)
+
+    def __or__(self, other: Need) -> Need:
+        return Need(self.held | other.held, self.working | other.working)
+
+    @property
+    def total(self) -> int:
+        """The peak: everything held plus the largest step."""
+        return sum(self.held.values()) + max(self.working.values(), default=0)
+
+
+def base_memory(config: ScaffoldConfig, rate: RateConfig, n_anchors: int) -> Need:
+    """Bytes decoding the base layer (and rendering it once) needs.
+
+    Raises:
+        StreamError: a network or hash table larger than its section's format can hold.
+    """
+    f, k, n = config.feature_dim, config.n_offsets, n_anchors
+    channels = [f, 6, 3 * k]
+    heads = [2 * c + 1 for c in channels]
+    renderer = renderer_values(config)
+    _check_count("the renderer MLPs", renderer, MAX_CODED_VALUES, "scaffold sizes")
+    if rate.hyperprior == "hashgrid":
+        mlp = rate.hashgrid.mlp
+        _, sizes = level_sizes(rate.hashgrid)
+        encoded = rate.hashgrid.n_levels * rate.hashgrid.n_features
+        table_values = sum(sizes) * rate.hashgrid.n_features
+        _check_count("the hash-grid sign tables", table_values, MAX_FLAGS, "rate.hashgrid")
+        encoder = HASH_LEVEL_BYTES_PER_ANCHOR + FLOAT64 * 2 * encoded
+    else:
+        mlp = rate.inr.mlp
+        encoded = 3 + 6 * rate.inr.n_freqs
+        table_values = 0
+        encoder = FLOAT64 * (3 * encoded)
+    hyperprior = _mlp_values(encoded, mlp.width, mlp.depth, heads)
+    _check_count("the hyperprior MLP", hyperprior, MAX_CODED_VALUES, "rate")
+    h = config.hidden_dim
+    return Need(
+        held={
+            "anchors": n * (FLOAT32 * (3 + f + 6 + 4 * k) + 2 * 8 * 3 + k + 16),
+            "coding distributions": n * FLOAT64 * (sum(heads) + sum(channels)),
+            "networks": NETWORK_BYTES_PER_VALUE * (renderer + hyperprior),
+            "hash tables": TABLE_BYTES_PER_VALUE * table_values,
+        },
+        working={
+            "positions": n * OCTREE_BYTES_PER_NODE,
+            "hyperprior": n * (encoder + FLOAT64 * 2 * mlp.width),
+            "attributes": n * CODER_BYTES_PER_SYMBOL * max(channels),
+            "rendering": n * FLOAT32 * 2 * (config.mlp_input_dim + 2 * h + 11 * k),
+        },
+    )
+
+
+def semantic_memory(
+    config: SemanticConfig,
+    rate: SemanticRateConfig,
+    n_anchors: int,
+    scaffold: ScaffoldConfig,
+    codebook: tuple[int, int],
+    language: tuple[int, int],
+) -> Need:
+    """Bytes decoding the semantic layer (and computing its slot features once) needs.
+
+    ``codebook``: (coarse, fine) cluster counts; ``language``: (entries, dimension).
+    """
+    d, n, k = config.latent_dim, n_anchors, scaffold.n_offsets
+    context = scaffold.feature_dim if rate.conditional else 0
+    encoded = 3 + 6 * rate.inr.n_freqs
+    mlp = rate.inr.mlp
+    hyperprior = _mlp_values(encoded + context, mlp.width, mlp.depth, [2 * d + 1])
+    field_values = (d + 3) * config.hidden_dim + config.hidden_dim
+    field_values += config.hidden_dim * config.feature_dim + config.feature_dim
+    _check_count("the semantic hyperprior MLP", hyperprior, MAX_CODED_VALUES, "semantic rate")
+    _check_count("the semantic feature MLP", field_values, MAX_CODED_VALUES, "semantic sizes")
+    k1, k2 = codebook
+    entries, dim = language
+    centres = k1 * (config.feature_dim + 3) + k1 * k2 * config.feature_dim
+    slot = d + 3 + 2 * config.hidden_dim + 2 * config.feature_dim
+    return Need(
+        held={
+            "semantic latents": n * (FLOAT32 * d + FLOAT64 * (2 * (2 * d + 1) + d)),
+            "semantic networks": NETWORK_BYTES_PER_VALUE * (hyperprior + field_values),
+            "codebook": TENSOR_BYTES_PER_VALUE * centres + 16 * k1 * k2,
+            "language table": TENSOR_BYTES_PER_VALUE * entries * dim + 16 * k1 * k2,
+        },
+        working={
+            "semantic hyperprior": n * FLOAT64 * (3 * encoded + 2 * context + 2 * mlp.width),
+            "semantic coding": n * CODER_BYTES_PER_SYMBOL * d,
+            "slot features": n * k * FLOAT32 * 2 * slot,
+        },
+    )
+
+
+def check_memory(need: Need, limit: int) -> None:
+    """Refuse (StreamError) a decoding whose peak ``need`` exceeds ``limit`` bytes."""
+    total = need.total
+    if total <= limit:
+        return
+    parts = {**need.held, **need.working}
+    largest = sorted(parts.items(), key=lambda item: -item[1])[:3]
+    shown = ", ".join(f"{name} {_gib(size)}" for name, size in largest)
+    raise StreamError(
+        f"decoding would need about {_gib(total)} ({shown}), over the limit of {_gib(limit)} "
+        "(max_memory)"
+    )
+
+
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):.2f} GiB" if size >= 1 << 26 else f"{size / (1 << 20):.1f} MiB"
