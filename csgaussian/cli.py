@@ -15,11 +15,16 @@ from rich.console import Console
 from rich.table import Table
 
 from . import api
+from .codec.budget import DEFAULT_MAX_MEMORY, memory_limit
 from .progress import summary_table
 from .semantics.encoders import ENCODERS
 from .semantics.features import LEVELS
 
 USAGE_ERROR = 2
+MAX_MEMORY_HELP = (
+    f"refuse a .csg whose decoding needs more memory than this (e.g. 8G; default "
+    f"{DEFAULT_MAX_MEMORY >> 30}G)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     render.add_argument("--split", choices=api.SPLITS, default="test")
     render.add_argument("--data", type=Path, help="dataset (default: the run's own)")
+    render.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
     evaluate = commands.add_parser("eval", help="PSNR / SSIM / LPIPS on the test views")
     evaluate.add_argument("source", type=Path, help="run directory or .csg stream")
@@ -78,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--queries", type=Path, help="JSON object: class name -> list of texts to ask"
     )
+    evaluate.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
     query = commands.add_parser("query", help="select an object of a .csg stream by text")
     query.add_argument("stream", type=Path, help=".csg file with a semantic layer")
@@ -101,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     decode.add_argument("stream", type=Path, help=".csg file")
     decode.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     decode.add_argument("--base-only", action="store_true", help="skip the semantic layer")
+    decode.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
     export = commands.add_parser("export", help="write a standard 3DGS PLY")
     export.add_argument("source", type=Path, help="run directory or .csg stream")
@@ -204,18 +212,45 @@ def encode_table(encoded: api.EncodedScene) -> Table:
     return table
 
 
+def _memory_size(text: str) -> int:
+    """A byte count such as ``4G``, ``512M`` or ``1000000`` (binary units)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    scale = units.get(text[-1:].upper(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4G, 512M)") from None
+    if not 0 < value < 1 << 62:
+        raise argparse.ArgumentTypeError(f"not a positive size: {text!r}")
+    return int(value)
+
+
+def _error(command: str, message: str) -> int:
+    """One line on stderr; returns the usage-error exit code."""
+    one_line = " ".join(message.splitlines())
+    print(f"csgaussian {command}: error: {one_line}", file=sys.stderr)
+    return USAGE_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
     args = _parser().parse_args(argv)
     console = Console(stderr=True)
+    iterations = getattr(args, "iterations", None)
+    if iterations is not None and iterations < 1:
+        return _error(args.command, f"--iterations must be a positive count, got {iterations}")
+    max_memory = getattr(args, "max_memory", None)
     try:
-        return _run(args, console)
+        with memory_limit(max_memory or DEFAULT_MAX_MEMORY):
+            return _run(args, console)
     except (ValueError, OSError) as err:  # DataError, RunError, StreamError are ValueErrors
-        print(f"csgaussian {args.command}: error: {err}", file=sys.stderr)
-        return USAGE_ERROR
+        return _error(args.command, str(err))
     except KeyboardInterrupt:
         print(f"csgaussian {args.command}: interrupted (resume with --resume)", file=sys.stderr)
         return 130
+    except Exception as err:  # last resort: the readers should have said what was wrong
+        message = f"internal error ({type(err).__name__}: {err})"
+        return _error(args.command, message)
 
 
 def entry() -> None:

@@ -1,9 +1,16 @@
 """The command line: each command through ``main(argv)``, and one-line errors for bad input."""
 
 import json
+import zlib
+from pathlib import Path
 
+from csgaussian import api
 from csgaussian.cli import main
+from csgaussian.codec.budget import DEFAULT_MAX_MEMORY, resolve_limit
+from csgaussian.codec.container import read_container, section_layers, write_container
 from csgaussian.ply import read_gaussians_ply
+
+GOLDEN = Path(__file__).parent / "codec" / "golden" / "tiny.csg"
 
 
 def test_eval_json_reports_honest_metrics(tiny_run, capsys):
@@ -50,3 +57,60 @@ def test_bad_inputs_end_in_one_line_naming_the_file(tmp_path, capsys):
 
     assert main(["render", str(tmp_path), "-o", str(tmp_path / "out")]) == 2
     assert "\n" not in capsys.readouterr().err.strip()
+
+
+def test_a_non_positive_iteration_count_is_refused(tiny_scene, tmp_path, capsys):
+    for count in ("0", "-3"):
+        run = tmp_path / f"run{count}"
+        argv = ["train", str(tiny_scene), "-o", str(run), "--preset", "tiny", "--iterations", count]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "--iterations must be a positive count" in err and count in err
+        assert not run.exists()
+
+
+def _crafted_golden(tmp_path: Path) -> Path:
+    """The golden stream with a grid origin of two values, checksums rewritten."""
+    data = GOLDEN.read_bytes()
+    sections, layers = read_container(data), section_layers(data)
+    meta = json.loads(zlib.decompress(sections["meta"]))
+    meta["grid"]["origin"] = meta["grid"]["origin"][:2]
+    sections["meta"] = zlib.compress(json.dumps(meta).encode())
+    path = tmp_path / "crafted.csg"
+    path.write_bytes(write_container(list(sections.items()), layers))
+    return path
+
+
+def test_crafted_streams_end_in_one_line_for_decode_render_and_eval(tiny_scene, tmp_path, capsys):
+    crafted = _crafted_golden(tmp_path)
+    for argv in (
+        ["decode", str(crafted), "-o", str(tmp_path / "d")],
+        ["render", str(crafted), "--data", str(tiny_scene), "-o", str(tmp_path / "r")],
+        ["eval", str(crafted), str(tiny_scene), "--json"],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "Traceback" not in err
+        assert str(crafted) in err and "grid.origin" in err
+
+
+def test_max_memory_limits_what_a_stream_may_ask_for(tmp_path, capsys):
+    out = tmp_path / "decoded"
+    assert main(["decode", str(GOLDEN), "-o", str(out), "--max-memory", "64K"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "over the limit of" in err and "max_memory" in err
+    assert main(["decode", str(GOLDEN), "-o", str(out), "--max-memory", "1G"]) == 0
+    assert resolve_limit(None) == DEFAULT_MAX_MEMORY  # the option does not outlive the command
+
+
+def test_an_unexpected_exception_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch\nsecond line of a torch message")
+
+    monkeypatch.setattr(api, "decode_to", broken)
+    assert main(["decode", str(GOLDEN), "-o", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "csgaussian decode: error: internal error "
+        "(RuntimeError: shape mismatch second line of a torch message)"
+    )
