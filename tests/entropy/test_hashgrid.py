@@ -1,14 +1,33 @@
+import pytest
 import torch
 
 from csgaussian.entropy.hashgrid import HashGridConfig, HashGridEncoding
 
 
 def test_levels_dense_then_hashed_and_resolutions_grow():
-    enc = HashGridEncoding(HashGridConfig(n_levels=4, log2_table_size=12, max_resolution=128))
-    assert enc.resolutions == sorted(enc.resolutions)
-    assert enc.resolutions[0] == 16 and enc.resolutions[-1] == 128
-    assert enc.table_sizes[0] == 17**3 > 2**12 or enc.table_sizes[0] == 2**12
-    assert all(n <= 2**12 for n in enc.table_sizes)
+    config = HashGridConfig(n_levels=4, log2_table_size=13, min_resolution=16, max_resolution=128)
+    enc = HashGridEncoding(config)
+    assert enc.resolutions == [16, 32, 64, 128]
+    # level 0: 17^3 = 4913 corners fit the 8192-entry table, one entry each (dense)
+    assert enc.table_sizes[0] == 17**3 < 2**13
+    corners = torch.stack(torch.meshgrid(*[torch.arange(17)] * 3, indexing="ij"), -1)
+    dense = enc._index(corners.reshape(-1, 3), enc.resolutions[0], enc.table_sizes[0])
+    assert sorted(dense.tolist()) == list(range(17**3))
+    # last level: 129^3 corners share the 8192 entries through the spatial hash
+    assert enc.table_sizes[-1] == 2**13 < 129**3
+    corner = torch.tensor([[100, 3, 77]])
+    hashed = (100 * 1) ^ (3 * 2654435761) ^ (77 * 805459861)
+    assert enc._index(corner, 128, 2**13).item() == hashed % 2**13
+
+
+def test_undefined_levels_are_refused_before_building_tables():
+    for bad in (
+        HashGridConfig(min_resolution=0),  # was a ZeroDivisionError
+        HashGridConfig(min_resolution=64, max_resolution=16),
+        HashGridConfig(n_levels=0),
+    ):
+        with pytest.raises(ValueError, match="hash grid"):
+            HashGridEncoding(bad)
 
 
 def test_encoding_is_continuous_and_interpolates_corners():

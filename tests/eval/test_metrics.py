@@ -11,7 +11,6 @@ from torch import nn
 
 from csgaussian.eval.metrics import (
     LPIPS_ENV_VAR,
-    ImageMetrics,
     evaluate_images,
     load_lpips,
     psnr,
@@ -223,7 +222,12 @@ def test_evaluate_images_means_and_per_view(weights_file, images) -> None:
     per_view = with_lpips["per_view"]["lpips"]
     assert per_view[0] > 0 and per_view[1] == 0.0
     assert with_lpips["lpips"] == pytest.approx(per_view[0] / 2)
-    assert ImageMetrics(psnr=1.0, ssim=0.5, lpips=None).lpips is None
+    # PSNR is averaged per view in dB (3DGS), not computed from the views' pooled MSE:
+    # views at 20 and 40 dB average to 30 dB, where the pooled MSE would give 23 dB
+    grey = torch.full((32, 32, 3), 0.5, dtype=torch.float64)
+    per_db = evaluate_images([grey + 0.1, grey + 0.01], [grey, grey], lpips=None)
+    assert per_db["per_view"]["psnr"] == pytest.approx([20.0, 40.0])
+    assert per_db["psnr"] == pytest.approx(30.0)
 
 
 def test_evaluate_images_rejects_bad_lists(images) -> None:

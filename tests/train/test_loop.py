@@ -26,7 +26,13 @@ def test_presets_keep_the_papers_schedule_proportions():
     scaled = paper.with_iterations(4_000)
     assert scaled.mask_start == 300 and scaled.rate_start == 1_000
     assert scaled.densify.until == 1_500
-    assert TrainConfig.from_dict(scaled.to_dict()) == scaled
+    changed = scaled.to_dict()
+    changed["lr"]["offsets"] = 0.0123  # a nested value survives the round trip
+    assert TrainConfig.from_dict(changed).lr.offsets == 0.0123
+    assert TrainConfig.from_dict(changed).mask_start == scaled.mask_start
+    changed["lr"]["ofsets"] = 0.01  # a misspelt key is refused, not dropped
+    with pytest.raises(ValueError, match="ofsets"):
+        TrainConfig.from_dict(changed)
     with pytest.raises(ValueError, match="unknown preset"):
         preset("huge")
 
