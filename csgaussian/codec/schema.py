@@ -200,6 +200,17 @@ def read_json_meta(payload: bytes, limit: int, what: str) -> object:
     return value
 
 
+def writable_json(value: Any, spec: Record, what: str) -> str:
+    """``json.dumps(value)`` after checking that a decoder will accept it: an encoder never
+    writes metadata its own reader refuses (ValueError ``"{what}: ..."``)."""
+    text = json.dumps(value)
+    try:
+        spec.parse(json.loads(text), "")
+    except SchemaError as err:
+        raise ValueError(f"{what}: {err}") from None
+    return text
+
+
 def parse(value: Any, spec: Record, what: str) -> Any:
     """``spec.parse(value)``; a field that does not fit raises StreamError ``"{what}: ..."``."""
     try:

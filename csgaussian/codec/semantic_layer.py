@@ -16,7 +16,6 @@ the base layer before use.
 
 from __future__ import annotations
 
-import json
 import struct
 import zlib
 from dataclasses import asdict, dataclass
@@ -123,8 +122,9 @@ def semantic_sections(
     entries = layer.leaf_entry.numpy().astype("<i2")
     table = pack_tensors({"language": layer.language}, LANGUAGE_WEIGHTS)
     language_blob = _LEAF_COUNT.pack(len(entries)) + entries.tobytes() + table
+    meta_text = schema.writable_json(meta, schema.SEMANTIC_META, "cannot encode this layer")
     return [
-        ("semantic_meta", zlib.compress(json.dumps(meta).encode(), level=9)),
+        ("semantic_meta", zlib.compress(meta_text.encode(), level=9)),
         ("semantic_mlp", field_payloads["semantic_mlp"]),
         ("semantic_hyperprior", field_payloads["semantic_hyperprior"]),
         (SEMANTIC_GROUP, field_payloads[SEMANTIC_GROUP]),

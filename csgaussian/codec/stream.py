@@ -14,7 +14,6 @@ decoded hyperprior weights, evaluated in float64, then snapped by
 from __future__ import annotations
 
 import copy
-import json
 import zlib
 from dataclasses import asdict, dataclass, field
 
@@ -123,8 +122,9 @@ def encode_scene(
         "grid": asdict(model.grid),
         "rate": asdict(entropy.config),
     }
+    meta_text = schema.writable_json(meta, schema.BASE_META, "cannot encode this model")
     sections = [
-        ("meta", zlib.compress(json.dumps(meta).encode(), level=9)),
+        ("meta", zlib.compress(meta_text.encode(), level=9)),
         ("positions", encode_positions(cells[order.numpy()])),
         ("masks", encode_flags(mask.numpy())),
         ("renderer", renderer_blob),

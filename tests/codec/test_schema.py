@@ -165,3 +165,15 @@ def test_unknown_or_misplaced_sections_are_refused():
     reordered = [(n, p) for n, p in base if n != "offsets"] + [("offsets", sections["offsets"])]
     with pytest.raises(StreamError, match="base section\\(s\\) offsets outside the base layer"):
         decode_scene(_write([*reordered, *semantic], moved))
+
+
+def test_the_encoder_never_writes_metadata_its_reader_refuses():
+    from csgaussian.codec.stream import encode_scene
+    from csgaussian.entropy.anchors import AnchorEntropyModel, RateConfig
+    from csgaussian.scene.scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
+
+    cells = torch.tensor([[0, 0, 0], [1, 2, 3]])
+    config = ScaffoldConfig(frustum_margin=5000.0)  # beyond the schema's bound
+    model = ScaffoldModel(cells, AnchorGrid(0.1, (0, 0, 0), 2), config)
+    with pytest.raises(ValueError, match="cannot encode this model: scaffold.frustum_margin"):
+        encode_scene(model, AnchorEntropyModel(model, RateConfig()))
