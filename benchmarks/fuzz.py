@@ -413,7 +413,8 @@ def decode_case(data: bytes, use: bool = True, max_memory: int | None = None) ->
     from csgaussian.scene.rendering import render_view
 
     try:
-        scene = decode_scene(data, max_memory=max_memory)
+        limit = {} if max_memory is None else {"max_memory": max_memory}  # older builds: none
+        scene = decode_scene(data, **limit)
     except StreamError as err:
         message = str(err)
         if "\n" in message or not message:
