@@ -97,6 +97,18 @@ def encode_semantic_field(
     return payloads, coded.estimated_bits, decoded.eval()
 
 
+def transmitted_codebook(codebook: Codebook) -> Codebook:
+    """The codebook as the receiver decodes it (centres rounded to ``CENTRE_DTYPE``): the
+    sender associates leaves with masks through this one, so both assign the same leaves."""
+    dtype = getattr(torch, CENTRE_DTYPE)
+    return Codebook(
+        coarse=codebook.coarse.to(dtype).float(),
+        fine=codebook.fine.to(dtype).float(),
+        fine_valid=codebook.fine_valid,
+        position_weight=codebook.position_weight,
+    )
+
+
 def semantic_sections(
     field_payloads: dict[str, bytes], layer: SemanticLayer, rate: SemanticRateConfig
 ) -> list[tuple[str, bytes]]:

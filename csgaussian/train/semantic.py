@@ -19,7 +19,11 @@ import torch
 from torch import Tensor
 
 from ..codec.container import read_container, write_container
-from ..codec.semantic_layer import encode_semantic_field, semantic_sections
+from ..codec.semantic_layer import (
+    encode_semantic_field,
+    semantic_sections,
+    transmitted_codebook,
+)
 from ..codec.stream import decode_scene
 from ..entropy.quantize import QuantMode, quantize
 from ..fileio import write_bytes_atomic
@@ -272,9 +276,10 @@ class SemanticTrainer:
         """Codebook over the decoded features, then the leaf-mask association."""
         active = self.model.offset_mask(use_mask=True) > 0.5
         features = decoded.slot_features(self.model.offsets)
-        codebook = fit_codebook(
+        fitted = fit_codebook(
             features[active], slot_positions(self.model)[active], self.config.codebook
         )
+        codebook = transmitted_codebook(fitted)
         layer = SemanticLayer(
             decoded, codebook, torch.zeros(0, 1), torch.zeros(0, dtype=torch.long), ""
         )
