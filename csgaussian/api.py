@@ -415,8 +415,9 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     write_bytes_atomic(path, text)
 
 
-DEMO_QUERY = "rubber duck"
-"""The demo's closing query: the built-in scene names its objects (see data/synthetic.py)."""
+DEMO_QUERY = "a red ball"
+"""The demo's closing query: a paraphrase of one of the built-in scene's object names ("red
+ball", see ``csgaussian.data.synthetic_geometry.default_objects``)."""
 
 
 def demo(

@@ -29,8 +29,10 @@ class AssociationConfig:
     min_views: int = 2
     """Leaves with fewer votes get no language feature. Ours; OpenGaussian drops leaves matched
     fewer than 5 times, with many more training views than our small scenes."""
-    merge_cosine: float = 0.98
-    """Leaf language features at least this cosine-close share one table entry. Ours."""
+    merge_cosine: float = 0.9
+    """Leaf language features at least this cosine-close share one table entry. Ours. Kitchen
+    (measured): 0.98 kept 15 entries (5.3 KB), 0.9 keeps 12 (4.2 KB) at the same mIoU; a leaf
+    voted 70/30 between two objects whose names have cosine 0.2 lies at 0.93 from the first."""
 
 
 class LeafMaskVotes:

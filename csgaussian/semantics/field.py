@@ -32,8 +32,11 @@ class SemanticConfig:
     """Instance feature per Gaussian: OpenGaussian's 6-D unit feature."""
     hidden_dim: int = 32
     """Width of the feature MLP's one hidden layer (ours)."""
-    latent_init: float = 1.0
-    """Latents start uniform in +-latent_init (ours: spread over a few quantization steps)."""
+    latent_init: float = 0.1
+    """Latents start uniform in +-latent_init (ours). Kitchen, quick preset (measured): 1.0 (eight
+    steps of random values that training never clears) coded the latents in 15.7 KB; 0.1 with
+    latent learning rate 0.01 in 4.8 KB at a better mIoU (0.942 against 0.915); 0.01 at the
+    0.001 rate collapsed (all latents rounded to zero, mIoU 0.18)."""
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def golden_parts() -> tuple[ScaffoldModel, AnchorEntropyModel, dict]:
     rate = RateConfig(inr=INRConfig(n_freqs=2, mlp=MLPConfig(width=8)))
     entropy = AnchorEntropyModel(model, rate)
     _fill(entropy, generator, 0.3)
-    semantic = SemanticConfig(latent_dim=3, feature_dim=3, hidden_dim=6)
+    semantic = SemanticConfig(latent_dim=3, feature_dim=3, hidden_dim=6, latent_init=1.0)
     semantic_rate = SemanticRateConfig(
         conditional=True, inr=INRConfig(n_freqs=1, mlp=MLPConfig(width=6))
     )
