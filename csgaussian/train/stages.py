@@ -41,6 +41,7 @@ from .semantic import (
 STAGES = (1, 2, 3)
 FEATURES_DIR_NAME = "language_features"
 STREAM_REPORT_NAME = "stream.json"
+BASE_REPORT_NAME = "base.json"
 
 
 @dataclass
@@ -137,6 +138,8 @@ def train_semantic_stages(
             with TrainProgress(total, quiet=quiet, description=f"stage {stage}") as progress:
                 trainer.run_stage(stage, progress)
         data, report = trainer.finish()
+    base_estimates = json.loads((run_dir / BASE_REPORT_NAME).read_text())
+    report["estimated_bits"] = {**base_estimates, **report["estimated_bits"]}
     write_bytes_atomic(run_dir / STREAM_NAME, data)
     write_bytes_atomic(run_dir / STREAM_REPORT_NAME, json.dumps(report, indent=2).encode())
     base_bytes = (run_dir / BASE_STREAM_NAME).stat().st_size
@@ -153,12 +156,16 @@ def train_semantic_stages(
 
 
 def _write_base_layer(run_dir: Path, min_slot_share: float) -> None:
-    """Encode stage 1's scene into ``base.csg`` once: stages 2-3 learn on its decoded scene."""
+    """Encode stage 1's scene into ``base.csg`` once (with its estimated bits in ``base.json``):
+    stages 2-3 learn on its decoded scene."""
     path = run_dir / BASE_STREAM_NAME
     if path.is_file():
         return
     model, entropy = model_from_state(load_torch(run_dir / SCENE_NAME), run_dir / SCENE_NAME)
-    write_bytes_atomic(path, encode_scene(model, entropy, min_slot_share).data)
+    encoded = encode_scene(model, entropy, min_slot_share)
+    estimates = json.dumps(encoded.estimated_bits).encode()
+    write_bytes_atomic(run_dir / BASE_REPORT_NAME, estimates)
+    write_bytes_atomic(path, encoded.data)
 
 
 def _features(run_dir: Path, info: dict[str, Any]) -> tuple[Path, str]:

