@@ -145,7 +145,8 @@ def train_run(
         "hyperprior": hyperprior,
     }
     info_path = run_dir / RUN_INFO_NAME
-    same = info_path.is_file() and json.loads(info_path.read_text()) == wanted
+    recorded = json.loads(info_path.read_text()) if info_path.is_file() else None
+    same = recorded is not None and {k: recorded.get(k) for k in wanted} == wanted
     if settings.skip_existing and same and (run_dir / SCENE_NAME).is_file():
         console.print(f"[green]reusing[/] {run_dir}")
         return run_dir
@@ -161,7 +162,8 @@ def train_run(
         resume=resume,
         lambda_rate=lambda_rate,
         hyperprior=hyperprior,
-    )
+        stages="1",
+    ).colour
     console.print(f"trained {name} in {result.seconds:.0f} s, {result.n_anchors} anchors")
     return run_dir
 

@@ -128,6 +128,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def provenance(command: list[str]) -> dict[str, str]:
+    """The commit the run starts from (``+dirty`` if csgaussian/ has uncommitted changes then)."""
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
     ).stdout.strip()
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.preset, args.variants, args.encoder = "tiny", ["default", "no_qat"], "hash"
     args.out.mkdir(parents=True, exist_ok=True)
+    origin = provenance([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
     base = stage_one(args.data, args.out, args.preset, args.base_run)
     rows = []
     for variant in args.variants:
@@ -181,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run_variant(base, args.out, variant, seed, args.encoder))
             print(json.dumps(rows[-1]), file=sys.stderr)
     summary = summarize(rows)
-    origin = provenance([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
     write_results(args.out, rows, summary, origin)
     print(json.dumps({**origin, "variants": summary}))
     return 0

@@ -35,6 +35,8 @@ from .scene.decoded import Scene
 from .scene.io import (
     RUN_INFO_NAME,
     SCENE_NAME,
+    STREAM_NAME,
+    STREAM_REPORT_NAME,
     RunError,
     load_torch,
     model_from_state,
@@ -50,8 +52,6 @@ from .types import Camera, SceneData
 if TYPE_CHECKING:
     from .train.stages import RunResult
 
-STREAM_NAME = "stream.csg"
-STREAM_REPORT_NAME = "stream.json"
 SPLITS = ("train", "test")
 
 
@@ -164,7 +164,7 @@ def _finished_stream(run_dir: Path, stream_path: str | Path, min_slot_share: flo
         )
     data = (run_dir / STREAM_NAME).read_bytes()
     report = json.loads((run_dir / STREAM_REPORT_NAME).read_text())
-    scene = decode_scene(data)
+    scene = decode_scene(data, base_only=True)
     write_bytes_atomic(stream_path, data)
     return EncodedScene(data, report["section_bytes"], report["estimated_bits"], scene.model)
 
@@ -285,7 +285,7 @@ def query_view(
         raise ValueError(f"--view takes split:index (e.g. test:3), got {view!r}")
     scene = decode(stream_path)
     selection = query(scene, text)
-    views = getattr(load_scene(data), split)
+    views = getattr(load_scene(data, load_instances=False), split)
     if int(index_text) >= len(views):
         raise ValueError(f"--view {view}: the {split} split has {len(views)} views")
     camera = views[int(index_text)].camera

@@ -83,7 +83,7 @@ def encode_scene(
     if not 0.0 <= min_slot_share < 1.0:
         raise ValueError(f"min_slot_share must lie in [0, 1), got {min_slot_share}")
     with torch.no_grad():
-        keep = model.offset_mask(use_mask=True) > 0.5  # [N, K]
+        keep = model.active_slots()  # [N, K]
         in_use = slots_in_use(keep, min_slot_share)
         keep &= in_use
         alive = keep.any(dim=1)  # an anchor whose offsets are all masked is dropped

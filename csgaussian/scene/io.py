@@ -21,6 +21,10 @@ from .scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
 
 SCENE_NAME = "scene.pt"
 RUN_INFO_NAME = "run.json"
+STREAM_NAME = "stream.csg"
+"""A run's progressive stream, written when stages 2-3 finish (last, after its report)."""
+STREAM_REPORT_NAME = "stream.json"
+"""Section sizes and estimates of ``STREAM_NAME``."""
 
 
 class RunError(ValueError):

@@ -185,6 +185,10 @@ class ScaffoldModel(nn.Module):
                 out_layer.weight[rows] = 0.0
                 out_layer.bias[rows] = 0.0
 
+    def active_slots(self) -> Tensor:
+        """``[N, K]`` bool: the offsets whose mask is on (the ones a stream transmits)."""
+        return self.offset_mask(use_mask=True) > 0.5
+
     def offset_mask(self, use_mask: bool) -> Tensor:
         """M of METHOD §1 with a straight-through gradient to sigmoid(m), ``[N, K]``."""
         soft = torch.sigmoid(self.mask_logits)

@@ -1,7 +1,8 @@
 """Training-free 2D-3D association of codebook leaves with the training masks (ours).
 
 In OpenGaussian's spirit (SEGMENTATION §1) but with one render per training view (§5): the
-renderer returns, per pixel, the leaf of the Gaussian with the largest blending weight; one
+renderer composites one one-hot channel per leaf, and each pixel's leaf is the one with the
+largest summed blending weight; one
 ``bincount`` over (leaf, mask) pairs then gives every overlap of the view at once. A leaf votes for
 the mask that holds most of its pixels when that mask holds at least ``min_overlap`` of them; its
 language feature is the mean of the voted masks' features. OpenGaussian instead renders every
@@ -29,6 +30,9 @@ class AssociationConfig:
     min_views: int = 2
     """Leaves with fewer votes get no language feature. Ours; OpenGaussian drops leaves matched
     fewer than 5 times, with many more training views than our small scenes."""
+    min_alpha: float = 0.5
+    """Pixels whose rendered alpha is at most this have no leaf. Ours: a share threshold on the
+    leaf's weight instead left early, blended scenes without any leaf."""
     merge_cosine: float = 0.9
     """Leaf language features at least this cosine-close share one table entry. Ours. Kitchen
     (measured): 0.98 kept 15 entries (5.3 KB), 0.9 keeps 12 (4.2 KB) at the same mIoU; a leaf

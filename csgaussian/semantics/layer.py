@@ -38,7 +38,7 @@ class SemanticLayer:
     @torch.no_grad()
     def slot_leaves(self, model: ScaffoldModel) -> Tensor:
         """Codebook leaf ``[N, K]`` int64 of every anchor slot (-1 for masked slots)."""
-        active = model.offset_mask(use_mask=True) > 0.5
+        active = model.active_slots()
         features = self.slot_features(model)[active]
         positions = slot_positions(model)[active]
         leaves = torch.full(active.shape, -1, dtype=torch.int64)

@@ -26,7 +26,10 @@ BACKGROUND_TEXT = "background"  # the text of instance id 0
 
 
 def prepare_features(
-    data: str | os.PathLike[str], out_dir: str | os.PathLike[str], encoder: str = "minilm"
+    data: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    encoder: str = "minilm",
+    downscale: int = 1,
 ) -> dict:
     """Write ``language_features`` files for every view of ``data`` that has an instance map.
 
@@ -51,7 +54,7 @@ def prepare_features(
     """
     start = time.perf_counter()
     text_encoder = get_text_encoder(encoder)
-    scene = load_scene(data, load_instances=True)
+    scene = load_scene(data, downscale=downscale, load_instances=True)
     views: dict[str, View] = {}
     for view in scene.train + scene.test:
         if view.instance is not None:

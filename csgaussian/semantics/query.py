@@ -100,6 +100,11 @@ def select(
     """Select the object ``text`` names; ``slot_leaves`` ([N, K]) may be passed when cached."""
     layer = require_semantics(scene)
     encoder = text_encoder_for(layer, encoder)
+    if encoder.dim != layer.language.shape[1]:
+        raise QueryError(
+            f"the stream's language features have {layer.language.shape[1]} values, "
+            f"its text encoder {encoder.name} gives {encoder.dim}"
+        )
     embedding = torch.from_numpy(encoder.encode([text])[0]).to(layer.language)
     leaves = layer.slot_leaves(scene.model) if slot_leaves is None else slot_leaves
     scores = layer.language @ embedding  # [E]

@@ -64,9 +64,13 @@ class SemanticTrainConfig:
     lr_mlp: float = 0.001
     """Feature MLP learning rate (ours, as the latents')."""
     qat: bool = True
-    """Quantize the latents in stage 2 at the step stage 3 codes them with ([paper], supp B.1)."""
+    """Quantize the latents in stage 2 at the base step q0 ([paper], supp B.1): stage 3 codes them
+    at ``q0 * (1 + tanh r)``, with r from hyperprior #2 (zero-centred at its start)."""
     quality_weighting: bool = True
     """Scale each Gaussian's semantic gradient by its quality weight ([paper]; formula ours)."""
+    round_fraction: float = 0.1
+    """The last fraction of stage 3 quantizes by straight-through rounding instead of noise
+    (as stage 1's ``RateConfig.round_fraction``)."""
     late_fraction: float = 0.5
     """From this fraction of stage 2 on, OpenGaussian's late separation weights apply."""
     level: str = "whole"

@@ -26,7 +26,6 @@ from ..codec.semantic_layer import (
 )
 from ..codec.stream import decode_scene
 from ..entropy.quantize import QuantMode, quantize
-from ..fileio import write_bytes_atomic
 from ..progress import TrainProgress
 from ..render import rasterize_gaussians
 from ..scene.io import RunError, load_torch, save_torch
@@ -44,11 +43,7 @@ from .config import SemanticTrainConfig
 
 Stage = Literal[2, 3]
 BASE_STREAM_NAME = "base.csg"
-STREAM_NAME = "stream.csg"
 SEMANTIC_CHECKPOINT_NAME = "semantic_checkpoint.pt"
-SEMANTIC_STATE_NAME = "semantics.pt"
-ASSOCIATION_ALPHA = 0.5
-"""Pixels whose rendered alpha is at most this have no dominant leaf (ours)."""
 
 
 @dataclass
@@ -177,7 +172,8 @@ class SemanticTrainer:
         g = view.gaussians
         anchors, inverse = torch.unique(g.anchor_index, return_inverse=True)
         total = cfg.stage3_iterations if self.stage == 3 else cfg.stage2_iterations
-        mode: QuantMode = "round" if self.iteration > 0.9 * total else "noise"
+        rounding = self.iteration > (1 - cfg.round_fraction) * total
+        mode: QuantMode = "round" if rounding else "noise"
         latents, bits = self.quantized_latents(anchors, mode)
         offsets = self.model.offsets[g.anchor_index, g.offset_index]
         features = self.field.features(latents[inverse], offsets)
@@ -223,15 +219,19 @@ class SemanticTrainer:
             raise RunError(f"{self.checkpoint_path}: was written with another configuration")
         if state.get("text_space") != self.text_space:
             raise RunError(f"{self.checkpoint_path}: was trained with other language features")
-        self.field.load_state_dict(state["field"])
-        self.entropy.load_state_dict(state["entropy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.quality = state["quality"]
-        self.stage, self.iteration = state["stage"], state["iteration"]
-        self.elapsed = state["elapsed"]
-        self.order = list(state["order"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            self.field.load_state_dict(state["field"])
+            self.entropy.load_state_dict(state["entropy"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.quality = state["quality"]
+            self.stage, self.iteration = state["stage"], state["iteration"]
+            self.elapsed = state["elapsed"]
+            self.order = list(state["order"])
+            self.generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            message = f"{self.checkpoint_path}: does not fit this run ({type(err).__name__})"
+            raise RunError(message) from None
 
     def run_stage(self, stage: Stage, progress: TrainProgress) -> None:
         """Train ``stage`` to its iteration count (continuing a resumed one)."""
@@ -274,7 +274,7 @@ class SemanticTrainer:
 
     def _index(self, decoded: SemanticField) -> SemanticLayer:
         """Codebook over the decoded features, then the leaf-mask association."""
-        active = self.model.offset_mask(use_mask=True) > 0.5
+        active = self.model.active_slots()
         features = decoded.slot_features(self.model.offsets)
         fitted = fit_codebook(
             features[active], slot_positions(self.model)[active], self.config.codebook
@@ -287,7 +287,9 @@ class SemanticTrainer:
         dim = next(iter(self.views)).masks.features.shape[1]
         votes = LeafMaskVotes(codebook.n_leaves, dim, self.config.association)
         for view in self.views:
-            leaf_map = dominant_leaf_map(view.gaussians, leaves, codebook.n_leaves, view.camera)
+            leaf_map = dominant_leaf_map(
+                view.gaussians, leaves, codebook.n_leaves, view.camera, self.config
+            )
             votes.add_view(
                 leaf_map,
                 torch.from_numpy(view.masks.ids),
@@ -299,22 +301,21 @@ class SemanticTrainer:
 
 
 def dominant_leaf_map(
-    gaussians: NeuralGaussians, slot_leaves: Tensor, n_leaves: int, camera: Camera
+    gaussians: NeuralGaussians,
+    slot_leaves: Tensor,
+    n_leaves: int,
+    camera: Camera,
+    config: SemanticTrainConfig,
 ) -> Tensor:
     """``[H, W]`` leaf holding the largest share of each pixel's rendered weight; -1 where the
-    pixel's alpha is at most ``ASSOCIATION_ALPHA`` (one render, a one-hot channel per leaf)."""
+    pixel's alpha is at most ``association.min_alpha`` (one render, a one-hot channel per leaf)."""
     leaf = slot_leaves[gaussians.anchor_index, gaussians.offset_index]
     one_hot = torch.zeros(leaf.shape[0], n_leaves)
     has_leaf = leaf >= 0
     one_hot[has_leaf.nonzero().squeeze(1), leaf[has_leaf]] = 1.0
+    g = gaussians
     out = rasterize_gaussians(
-        gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, one_hot, camera
+        g.means, g.quats, g.scales, g.opacities, one_hot, camera, config=config.raster
     )
     best = out.colors.argmax(dim=-1)
-    return torch.where(out.alpha[..., 0] > ASSOCIATION_ALPHA, best, -1)
-
-
-def write_stream(run_dir: Path, data: bytes) -> Path:
-    path = run_dir / STREAM_NAME
-    write_bytes_atomic(path, data)
-    return path
+    return torch.where(out.alpha[..., 0] > config.association.min_alpha, best, -1)

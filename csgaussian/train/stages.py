@@ -19,6 +19,8 @@ from ..fileio import write_bytes_atomic
 from ..progress import TrainProgress
 from ..scene.io import (
     SCENE_NAME,
+    STREAM_NAME,
+    STREAM_REPORT_NAME,
     RunError,
     load_torch,
     model_from_state,
@@ -33,14 +35,12 @@ from .loop import CHECKPOINT_NAME, Trainer, TrainResult, torch_threads
 from .semantic import (
     BASE_STREAM_NAME,
     SEMANTIC_CHECKPOINT_NAME,
-    STREAM_NAME,
     SemanticResult,
     SemanticTrainer,
 )
 
 STAGES = (1, 2, 3)
 FEATURES_DIR_NAME = "language_features"
-STREAM_REPORT_NAME = "stream.json"
 BASE_REPORT_NAME = "base.json"
 
 
@@ -94,6 +94,11 @@ def run_stages(
 ) -> RunResult:
     """Run ``stages`` of the run in ``run_dir`` with the settings ``info``."""
     config = training_config(info)
+    if 2 in stages and config.rate is None:
+        raise RunError(
+            f"{run_dir}: --lambda 0 trains no base layer for stages 2-3 to learn on; "
+            "give --stages 1 for the uncompressed baseline"
+        )
     scene = load_scene(info["data"], downscale=info["downscale"], load_instances=False)
     colour = None
     if 1 in stages:
@@ -114,15 +119,13 @@ def train_semantic_stages(
     resume: bool,
     quiet: bool,
 ) -> SemanticResult:
-    if config.rate is None:
-        raise RunError(f"{run_dir}: stages 2-3 need a base layer (stage 1 trained with --lambda 0)")
     if not (run_dir / SCENE_NAME).is_file():
         raise RunError(f"{run_dir}: stage 1 is not finished ({SCENE_NAME} missing)")
     if (run_dir / SEMANTIC_CHECKPOINT_NAME).is_file() and not resume:
         raise RunError(
             f"{run_dir}: stages 2-3 already started; continue with --resume or use a new run"
         )
-    _write_base_layer(run_dir, info.get("min_slot_share", MIN_SLOT_SHARE))
+    _write_base_layer(run_dir, MIN_SLOT_SHARE)
     features_dir, text_space = _features(run_dir, info)
     stems = [view_stem(view.image_path) for view in scene.train]
     masks = read_features(features_dir, stems, config.semantic.level)
@@ -140,8 +143,8 @@ def train_semantic_stages(
         data, report = trainer.finish()
     base_estimates = json.loads((run_dir / BASE_REPORT_NAME).read_text())
     report["estimated_bits"] = {**base_estimates, **report["estimated_bits"]}
-    write_bytes_atomic(run_dir / STREAM_NAME, data)
     write_bytes_atomic(run_dir / STREAM_REPORT_NAME, json.dumps(report, indent=2).encode())
+    write_bytes_atomic(run_dir / STREAM_NAME, data)  # last: its presence means the run is done
     base_bytes = (run_dir / BASE_STREAM_NAME).stat().st_size
     return SemanticResult(
         stage2_iterations=cfg.stage2_iterations,
@@ -175,7 +178,8 @@ def _features(run_dir: Path, info: dict[str, Any]) -> tuple[Path, str]:
     else:
         features_dir = run_dir / FEATURES_DIR_NAME
         if read_text_space(features_dir) is None:
-            prepare_features(info["data"], features_dir, info.get("encoder") or "minilm")
+            encoder = info.get("encoder") or "minilm"
+            prepare_features(info["data"], features_dir, encoder, info["downscale"])
     text_space = read_text_space(features_dir)
     if text_space is None:
         raise RunError(f"{features_dir}: no encoder.json saying which text encoder made them")

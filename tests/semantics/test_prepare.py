@@ -70,3 +70,11 @@ def test_dataset_without_instance_maps_is_refused(scene, tmp_path):
     with pytest.raises(EncoderError, match="unknown text encoder 'clip'"):
         prepare_features(scene, out, encoder="clip")
     assert not out.exists()
+
+
+def test_prepare_matches_the_training_resolution(scene, tmp_path):
+    """Masks for a --downscale 2 run are written at the downscaled image size."""
+    prepare_features(scene, tmp_path / "half", "hash", downscale=2)
+    view = load_scene(scene, downscale=2, load_instances=False).train[0]
+    masks = read_features(tmp_path / "half", [view_stem(view.image_path)])
+    assert masks[view_stem(view.image_path)].ids.shape == (view.camera.height, view.camera.width)

@@ -134,3 +134,9 @@ def test_semantic_stages_resume_after_a_crash_to_the_same_stream(tiny_run, tmp_p
         api.train(None, crashed, stages="2,3", encoder="hash", quiet=True)
     api.train(None, crashed, resume=True, quiet=True)
     assert (crashed / "stream.csg").read_bytes() == (straight / "stream.csg").read_bytes()
+
+
+def test_semantic_stages_without_a_base_layer_are_refused_before_training(tiny_scene, tmp_path):
+    with pytest.raises(ValueError, match="--lambda 0 trains no base layer"):
+        api.train(tiny_scene, tmp_path / "run", preset="tiny", lambda_rate=0, quiet=True)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
