@@ -57,4 +57,4 @@ def slot_positions(model: ScaffoldModel) -> Tensor:
     world = model.anchors[:, None, :] + model.offsets * scale
     grid = model.grid
     cells = world.double() / grid.voxel_size - torch.tensor(grid.origin, dtype=torch.float64)
-    return ((2.0 * cells + 1.0) / float(2**grid.depth) - 1.0).float()
+    return grid.unit_cube(cells).float()  # fractional cells: the anchors' own mapping
