@@ -95,11 +95,7 @@ class SemanticTrainer:
             config.semantic_field, config.rate, self.model.config.feature_dim
         )
         self.positions = self.model.grid.unit_cube(self.model.anchor_cells).float()
-        self.quality = (
-            self._quality_weights()
-            if config.quality_weighting
-            else torch.ones(self.model.n_anchors, self.model.config.n_offsets)
-        )
+        self.quality: Tensor | None = None  # made by the first stage run, or read on resume
         self.optimizer = self._optimizer()
         self.stage: Stage = 2
         self.iteration = 0
@@ -237,6 +233,12 @@ class SemanticTrainer:
         """Train ``stage`` to its iteration count (continuing a resumed one)."""
         if self.stage != stage:
             self.stage, self.iteration = stage, 0
+        if self.quality is None:
+            self.quality = (
+                self._quality_weights()
+                if self.config.quality_weighting
+                else torch.ones(self.model.n_anchors, self.model.config.n_offsets)
+            )
         total = self.config.stage3_iterations if stage == 3 else self.config.stage2_iterations
         started = time.perf_counter() - self.elapsed
         recent: list[dict[str, float]] = []
