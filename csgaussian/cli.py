@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         help="rate weight (default: the preset's 0.004; 0 = plain Scaffold-GS, no compression)",
     )
     train.add_argument("--hyperprior", choices=("inr", "hashgrid"), help="entropy model (inr)")
+    train.add_argument("--seed", type=int, help="random seed of every stage (the preset's: 0)")
     train.add_argument("--quiet", action="store_true", help="no progress display")
 
     render = commands.add_parser("render", help="render the views of a split to PNG")
@@ -141,6 +142,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             features=args.features,
             encoder=args.encoder,
             level=args.level,
+            seed=args.seed,
         )
         if result.colour is not None:
             rows = vars(result.colour) | {"scene_path": str(result.colour.scene_path)}
