@@ -528,7 +528,9 @@ def parse_settings(argv: list[str] | None) -> Settings:
     ap.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training preset")
     ap.add_argument("--iterations", type=int, default=None, help="default: the preset's")
     ap.add_argument("--lambdas", type=float, nargs="+", default=None)
-    ap.add_argument("--grid-lambdas", type=float, nargs="+", default=None)
+    ap.add_argument(
+        "--grid-lambdas", type=float, nargs="*", default=None, help="none given: no grid runs"
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 (quick: 0)")
     ap.add_argument("--skip-existing", action="store_true", help="reuse/resume runs in --out")
     ap.add_argument(
@@ -539,7 +541,9 @@ def parse_settings(argv: list[str] | None) -> Settings:
     args = ap.parse_args(argv)
     lambdas = tuple(args.lambdas or (QUICK_LAMBDAS if args.quick else DEFAULT_LAMBDAS))
     grid_lambdas = tuple(
-        args.grid_lambdas or (QUICK_LAMBDAS if args.quick else DEFAULT_GRID_LAMBDAS)
+        (QUICK_LAMBDAS if args.quick else DEFAULT_GRID_LAMBDAS)
+        if args.grid_lambdas is None
+        else args.grid_lambdas
     )
     if any(lam <= 0 for lam in lambdas + grid_lambdas):
         ap.error("--lambdas and --grid-lambdas must be > 0 (lambda 0 is the fp32 baseline)")

@@ -93,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--data", type=Path, required=True, help="dataset giving the camera")
     query.add_argument("--view", default="test:0", help="split:index of the view (test:0)")
     query.add_argument("-o", "--output", type=Path, help="folder for mask, highlight, JSON")
+    query.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
     encode = commands.add_parser("encode", help="compress a trained run into one .csg file")
     encode.add_argument("source", type=Path, help="run directory")
