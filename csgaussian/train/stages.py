@@ -127,8 +127,8 @@ def train_semantic_stages(
         )
     _write_base_layer(run_dir, MIN_SLOT_SHARE)
     features_dir, text_space = _features(run_dir, info)
-    stems = [view_stem(view.image_path) for view in scene.train]
-    masks = read_features(features_dir, stems, config.semantic.level)
+    sizes = {view_stem(view.image_path): tuple(view.image.shape[:2]) for view in scene.train}
+    masks = read_features(features_dir, list(sizes), config.semantic.level, sizes)
     started = time.perf_counter()
     with torch_threads(config.torch_threads):
         trainer = SemanticTrainer(scene, masks, text_space, config.semantic, run_dir)
