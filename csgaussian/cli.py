@@ -26,6 +26,11 @@ MAX_MEMORY_HELP = (
     f"{DEFAULT_MAX_MEMORY >> 30}G)"
 )
 
+TEXT_FEATURES_HELP = (
+    "JSON {text: vector} cache embedding the queries (for a CLIP-space scene without CLIP "
+    "weights); its vectors must have the dimension of the stream's language features"
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="csgaussian", description=__doc__.splitlines()[0])
@@ -84,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--queries", type=Path, help="JSON object: class name -> list of texts to ask"
     )
+    evaluate.add_argument("--text-features", type=Path, help=TEXT_FEATURES_HELP)
     evaluate.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
     query = commands.add_parser("query", help="select an object of a .csg stream by text")
@@ -92,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--data", type=Path, required=True, help="dataset giving the camera")
     query.add_argument("--view", default="test:0", help="split:index of the view (test:0)")
     query.add_argument("-o", "--output", type=Path, help="folder for mask, highlight, JSON")
+    query.add_argument("--text-features", type=Path, help=TEXT_FEATURES_HELP)
 
     encode = commands.add_parser("encode", help="compress a trained run into one .csg file")
     encode.add_argument("source", type=Path, help="run directory")
@@ -153,14 +160,20 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"wrote {len(paths)} images to {args.output}")
     elif args.command == "eval":
         report = api.evaluate(
-            args.source, args.data, lpips_weights=args.lpips_weights, queries=args.queries
+            args.source,
+            args.data,
+            lpips_weights=args.lpips_weights,
+            queries=args.queries,
+            text_features=args.text_features,
         )
         if args.json:
             print(json.dumps(report))
         else:
             console.print(summary_table("evaluation (test views)", _flat(report)))
     elif args.command == "query":
-        record = api.query_view(args.stream, args.text, args.data, args.view, args.output)
+        record = api.query_view(
+            args.stream, args.text, args.data, args.view, args.output, args.text_features
+        )
         print(json.dumps(record))
         if not record["matched"]:
             console.print(f"'{args.text}' matches nothing well (best score {record['best_score']})")
@@ -185,6 +198,9 @@ def _flat(report: dict) -> dict:
     """The scalar figures of an evaluation report, protocol figures named by protocol."""
     rows = {k: v for k, v in report.items() if not isinstance(v, list | dict)}
     for name, protocol in report.get("protocols", {}).items():
+        if "skipped" in protocol:
+            rows[f"{name}"] = f"skipped: {protocol['skipped']}"
+            continue
         rows[f"{name} miou"] = protocol["miou"]
         rows[f"{name} acc"] = protocol["acc"]
     for layer, size in report.get("layer_bytes", {}).items():
