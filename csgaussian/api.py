@@ -94,11 +94,33 @@ def train(
     return run_stages(run_dir, info, stage_list, resume, quiet)
 
 
-def prepare(data: str | Path, out_dir: str | Path, encoder: str = "minilm") -> dict[str, Any]:
-    """Write LangSplat-layout masks and language features from a dataset's instance maps."""
-    from .semantics.prepare import prepare_features
+def prepare(
+    data: str | Path,
+    out_dir: str | Path,
+    encoder: str = "minilm",
+    sam: str | Path | None = None,
+    clip: str | Path | None = None,
+    quiet: bool = True,
+) -> dict[str, Any]:
+    """Write LangSplat-layout masks and language features: from SAM and CLIP model folders
+    when given (LangSplat's preprocessing), else from the dataset's instance maps."""
+    from .semantics.prepare import prepare_features, prepare_sam_clip
 
+    if (sam is None) != (clip is None):
+        raise ValueError("give both --sam DIR and --clip DIR (or neither: instance maps)")
+    if sam is not None and clip is not None:
+        return prepare_sam_clip(data, out_dir, sam, clip, quiet=quiet)
     return prepare_features(data, out_dir, encoder)
+
+
+def text_features(texts: list[str], clip: str | Path, out: str | Path) -> dict[str, Any]:
+    """Write a ``{text: vector}`` JSON cache of ``texts`` (and LangSplat's negatives) with a
+    CLIP model folder, for ``--text-features``."""
+    from .semantics.prepare import make_text_features
+
+    if not texts:
+        raise ValueError("give at least one text")
+    return make_text_features(texts, clip, out)
 
 
 STREAM_SUFFIX = ".csg"

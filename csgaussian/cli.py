@@ -37,11 +37,23 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     prepare = commands.add_parser(
-        "prepare", help="masks and language features (LangSplat layout) from instance maps"
+        "prepare", help="masks and language features (LangSplat layout): instance maps or SAM+CLIP"
     )
     prepare.add_argument("data", type=Path, help="dataset with instance maps and object names")
     prepare.add_argument("-o", "--output", type=Path, required=True, help="features folder")
     prepare.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
+    prepare.add_argument(
+        "--sam", type=Path, help="SAM model folder (transformers save_pretrained): SAM masks"
+    )
+    prepare.add_argument("--clip", type=Path, help="CLIP model folder: CLIP mask features")
+    prepare.add_argument("--quiet", action="store_true", help="no progress display")
+
+    text_features = commands.add_parser(
+        "text-features", help="a {text: vector} JSON cache of query texts, made by CLIP"
+    )
+    text_features.add_argument("texts", nargs="+", help="query texts")
+    text_features.add_argument("--clip", type=Path, required=True, help="CLIP model folder")
+    text_features.add_argument("-o", "--output", type=Path, required=True, help="JSON file")
 
     train = commands.add_parser("train", help="train a scene from posed images (stages 1-3)")
     train.add_argument(
@@ -131,8 +143,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     if args.command == "prepare":
-        report = api.prepare(args.data, args.output, encoder=args.encoder)
+        report = api.prepare(
+            args.data,
+            args.output,
+            encoder=args.encoder,
+            sam=args.sam,
+            clip=args.clip,
+            quiet=args.quiet,
+        )
         console.print(summary_table(f"prepared {args.output}", report))
+    elif args.command == "text-features":
+        report = api.text_features(args.texts, args.clip, args.output)
+        console.print(summary_table(f"wrote {args.output}", report))
     elif args.command == "train":
         result = api.train(
             args.data,
