@@ -10,6 +10,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from csgaussian.progress import TrainProgress
 from csgaussian.semantics.encoders import get_text_encoder, write_text_cache
 from csgaussian.semantics.features import LEVELS, view_stem, write_view
 from csgaussian.types import View
+
+if TYPE_CHECKING:
+    from csgaussian.semantics.sam_clip import MaskGeneratorConfig
 
 ENCODER_FILE = "encoder.json"
 BACKGROUND_TEXT = "background"  # the text of instance id 0
@@ -109,6 +113,7 @@ def prepare_sam_clip(
     clip: str | os.PathLike[str],
     downscale: int = 1,
     quiet: bool = True,
+    generator: MaskGeneratorConfig | None = None,
 ) -> dict:
     """LangSplat's preprocessing: SAM masks at four levels, filtered by LangSplat's mask NMS,
     each kept mask's crop embedded by CLIP; one file pair per view stem (train views first).
@@ -117,27 +122,30 @@ def prepare_sam_clip(
         data: scene folder (any layout :func:`csgaussian.data.load_scene` reads).
         out_dir: the ``language_features`` folder to write.
         sam, clip: local ``transformers`` model folders (see :mod:`.sam_clip`).
+        generator: the automatic mask generator's settings (LangSplat's by default).
 
     Returns:
-        Summary: ``views``, ``masks`` per level (summed over views), ``text_space``, ``dim``,
-        ``seconds``, ``seconds_per_view``.
+        Summary: ``views``, ``masks_<level>`` (summed over views), ``text_space``, ``dim``,
+        ``seconds`` (all) and ``seconds_per_view`` (models loaded).
 
     Raises:
         EncoderError: the ``sam`` extra is missing or a model folder is not one.
     """
     from .mask_filter import id_map, mask_nms
-    from .sam_clip import ClipModel, SamMasks, load_sam
+    from .sam_clip import ClipModel, MaskGeneratorConfig, SamMasks, load_sam
 
     start = time.perf_counter()
-    generator, encoder = SamMasks(load_sam(sam)), ClipModel(clip)
+    masker = SamMasks(load_sam(sam), generator or MaskGeneratorConfig())
+    encoder = ClipModel(clip)
     scene = load_scene(data, downscale=downscale, load_instances=False)
     views: dict[str, View] = {}
     for view in scene.train + scene.test:
         views.setdefault(view_stem(view.image_path), view)
     counts = dict.fromkeys(LEVELS, 0)
+    loop_start = time.perf_counter()
     with TrainProgress(len(views), quiet=quiet, description="prepare") as progress:
         for done, (stem, view) in enumerate(views.items(), start=1):
-            by_level = generator.generate(view.image)
+            by_level = masker.generate(view.image)
             ids, features = [], []
             for level in LEVELS:
                 masks, scores = by_level[level]
@@ -150,14 +158,14 @@ def prepare_sam_clip(
             progress.update(done, masks=sum(len(f) for f in features))
     meta = {"text_space": encoder.name, "dim": encoder.dim, "level_names": list(LEVELS)}
     write_bytes_atomic(Path(out_dir) / ENCODER_FILE, (json.dumps(meta, indent=2) + "\n").encode())
-    seconds = time.perf_counter() - start
+    now = time.perf_counter()
     return {
         "views": len(views),
         **{f"masks_{level}": n for level, n in counts.items()},
         "text_space": encoder.name,
         "dim": encoder.dim,
-        "seconds": round(seconds, 3),
-        "seconds_per_view": round(seconds / max(len(views), 1), 3),
+        "seconds": round(now - start, 3),
+        "seconds_per_view": round((now - loop_start) / max(len(views), 1), 3),
     }
 
 

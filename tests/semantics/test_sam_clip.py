@@ -13,6 +13,7 @@ from csgaussian.cli import main
 from csgaussian.semantics import sam_clip
 from csgaussian.semantics.features import LEVELS, read_view
 from csgaussian.semantics.mask_filter import MaskNmsConfig, box_nms, id_map, mask_boxes, mask_nms
+from csgaussian.semantics.prepare import prepare_sam_clip
 
 from .tiny_models import write_tiny_clip, write_tiny_sam
 
@@ -106,7 +107,18 @@ def test_box_nms_boxes_and_id_map():
 
 
 def test_prepare_with_tiny_sam_and_clip_writes_four_levels(tiny_models, tiny_scene, tmp_path):
+    """Random SAM weights give no mask passing LangSplat's thresholds; with every threshold at
+    0 and a coarse grid, each level keeps masks and every code path runs."""
     sam, clip = tiny_models
+    permissive = sam_clip.MaskGeneratorConfig(
+        points_per_side=4, pred_iou_thresh=-1e9, stability_score_thresh=0.0, box_nms_thresh=0.9
+    )
+    report = prepare_sam_clip(tiny_scene, tmp_path / "permissive", sam, clip, generator=permissive)
+    assert all(report[f"masks_{level}"] > 0 for level in LEVELS)
+    masks = read_view(tmp_path / "permissive", "r_000", "whole")
+    assert len(masks.features) > 0
+    np.testing.assert_allclose(np.linalg.norm(masks.features, axis=1), 1, atol=1e-5)
+    assert set(np.unique(masks.ids)) - {-1} == set(range(len(masks.features)))
     out = tmp_path / "features"
     assert (
         main(
