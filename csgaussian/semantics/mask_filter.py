@@ -109,8 +109,11 @@ def id_map(masks: Tensor) -> tuple[Tensor, Tensor]:
         ``(ids [H, W] int64, kept [M])``: ``kept`` = indices into ``masks`` of ids 0..M-1.
     """
     order = masks.flatten(1).sum(1).argsort(descending=True, stable=True)
-    painted = masks[order].float() * torch.arange(1, len(order) + 1)[:, None, None]
-    top = painted.amax(0).long() - 1 if len(order) else torch.full(masks.shape[1:], -1)
+    if len(order):
+        last = len(order) - 1 - masks[order].flip(0).to(torch.uint8).argmax(0)  # last painter
+        top = torch.where(masks.any(0), last, -1)
+    else:
+        top = torch.full(masks.shape[1:], -1)
     used = torch.unique(top[top >= 0])
     local = torch.full((len(order) + 1,), -1, dtype=torch.long)
     local[used + 1] = torch.arange(len(used))
