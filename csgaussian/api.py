@@ -21,14 +21,6 @@ from .data import load_scene
 from .data.synthetic import ensure_demo_scene
 from .entropy.anchors import AnchorEntropyModel
 from .eval.metrics import evaluate_images, load_lpips
-from .eval.segmentation import (
-    PROTOCOLS,
-    SegmentationTarget,
-    instance_targets,
-    mask_iou,
-    protocol_report,
-    read_queries,
-)
 from .fileio import atomic_write, write_bytes_atomic
 from .ply import write_gaussians_ply
 from .scene.decoded import Scene
@@ -46,6 +38,7 @@ from .scene.io import (
 )
 from .scene.rendering import render_view
 from .scene.scaffold import NeuralGaussians, ScaffoldModel
+from .semantics.encoders import CachedTextEncoder
 from .semantics.query import QueryConfig, Selection, highlight, render_selection, select
 from .types import Camera, SceneData
 
@@ -104,11 +97,33 @@ def train(
     return run_stages(run_dir, info, stage_list, resume, quiet)
 
 
-def prepare(data: str | Path, out_dir: str | Path, encoder: str = "minilm") -> dict[str, Any]:
-    """Write LangSplat-layout masks and language features from a dataset's instance maps."""
-    from .semantics.prepare import prepare_features
+def prepare(
+    data: str | Path,
+    out_dir: str | Path,
+    encoder: str = "minilm",
+    sam: str | Path | None = None,
+    clip: str | Path | None = None,
+    quiet: bool = True,
+) -> dict[str, Any]:
+    """Write LangSplat-layout masks and language features: from SAM and CLIP model folders
+    when given (LangSplat's preprocessing), else from the dataset's instance maps."""
+    from .semantics.prepare import prepare_features, prepare_sam_clip
 
+    if (sam is None) != (clip is None):
+        raise ValueError("give both --sam DIR and --clip DIR (or neither: instance maps)")
+    if sam is not None and clip is not None:
+        return prepare_sam_clip(data, out_dir, sam, clip, quiet=quiet)
     return prepare_features(data, out_dir, encoder)
+
+
+def text_features(texts: list[str], clip: str | Path, out: str | Path) -> dict[str, Any]:
+    """Write a ``{text: vector}`` JSON cache of ``texts`` (and LangSplat's negatives) with a
+    CLIP model folder, for ``--text-features``."""
+    from .semantics.prepare import make_text_features
+
+    if not texts:
+        raise ValueError("give at least one text")
+    return make_text_features(texts, clip, out)
 
 
 STREAM_SUFFIX = ".csg"
@@ -264,11 +279,14 @@ def query(
     scene: Scene | str | Path,
     text: str,
     config: QueryConfig = QueryConfig(),  # noqa: B008
+    text_features: str | Path | None = None,
 ) -> Selection:
-    """Select the object ``text`` names in a decoded scene (or a ``.csg`` path)."""
+    """Select the object ``text`` names in a decoded scene (or a ``.csg`` path); the text is
+    embedded by the stream's encoder, or looked up in the ``text_features`` JSON cache."""
     if not isinstance(scene, Scene):
         scene = decode(scene)
-    return select(scene, text, config=config)
+    encoder = None if text_features is None else CachedTextEncoder(text_features)
+    return select(scene, text, encoder=encoder, config=config)
 
 
 def query_view(
@@ -277,6 +295,7 @@ def query_view(
     data: str | Path,
     view: str = "test:0",
     out_dir: str | Path | None = None,
+    text_features: str | Path | None = None,
 ) -> dict[str, Any]:
     """Query a stream and render the selection in one dataset view (``split:index``).
 
@@ -287,7 +306,7 @@ def query_view(
     if split not in SPLITS or not index_text.isdigit():
         raise ValueError(f"--view takes split:index (e.g. test:3), got {view!r}")
     scene = decode(stream_path)
-    selection = query(scene, text)
+    selection = query(scene, text, text_features=text_features)
     views = getattr(load_scene(data, load_instances=False), split)
     if int(index_text) >= len(views):
         raise ValueError(f"--view {view}: the {split} split has {len(views)} views")
@@ -307,9 +326,12 @@ def evaluate(
     data: str | Path | None = None,
     lpips_weights: str | Path | None = None,
     queries: str | Path | None = None,
+    text_features: str | Path | None = None,
 ) -> dict[str, Any]:
     """PSNR, SSIM, LPIPS (null unless its weights are on disk) and sizes on the test views;
-    with a semantic layer and a dataset with instance maps, segmentation under both protocols.
+    with a semantic layer and segmentation ground truth, mIoU and acc under every protocol.
+    ``text_features`` (a ``{text: vector}`` JSON cache) embeds the queries instead of the
+    stream's encoder.
     """
     source = Path(source)
     scene = load(source)
@@ -341,45 +363,23 @@ def evaluate(
         report["stream_bytes"] = source.stat().st_size
         report["layer_bytes"] = layer_bytes(source.read_bytes())
     report["notes"] = scene.notes
-    report.update(segmentation_report(scene, data_scene, queries))
+    report.update(segmentation_report(scene, data_scene, queries, text_features))
     return report
 
 
 def segmentation_report(
-    scene: Scene, data: SceneData, queries: str | Path | None = None
+    scene: Scene,
+    data: SceneData,
+    queries: str | Path | None = None,
+    text_features: str | Path | None = None,
 ) -> dict[str, Any]:
-    """mIoU and acc per protocol on the test views' instance maps; empty without semantics or
-    without ground truth. Top-level ``miou`` and ``acc`` are the visible selection's."""
-    if scene.semantics is None:
-        return {"miou": None, "acc": None}
-    if not data.class_names or any(view.instance is None for view in data.test):
-        return {"miou": None, "acc": None, "segmentation": "no instance maps in the test views"}
-    texts = None if queries is None else read_queries(Path(queries), data.class_names)
-    targets = instance_targets(data.test, data.class_names, texts)
-    leaves = scene.semantics.slot_leaves(scene.model)
-    selections = {t.query: select(scene, t.query, slot_leaves=leaves) for t in targets}
-    scored: dict[str, list[tuple[SegmentationTarget, float]]] = {
-        "visible_selection": [],
-        "3d_selection": [],
-    }
-    rendered: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
-    for target in targets:
-        key = (target.view_index, target.query)
-        if key not in rendered:
-            camera = data.test[target.view_index].camera
-            rendered[key] = render_selection(scene.model, camera, selections[target.query].slots)
-        masks = rendered[key]
-        scored["visible_selection"].append((target, mask_iou(masks["visible"], target.gt)))
-        scored["3d_selection"].append((target, mask_iou(masks["silhouette"], target.gt)))
-    protocols = {name: protocol_report(items) for name, items in scored.items()}
-    for name, report in protocols.items():
-        report["protocol"] = PROTOCOLS[name]
-    return {
-        "miou": protocols["visible_selection"]["miou"],
-        "acc": protocols["visible_selection"]["acc"],
-        "protocols": protocols,
-        "unmatched_queries": sorted(q for q, s in selections.items() if not s.matched),
-    }
+    """mIoU and acc per protocol on the scene's ground truth (instance maps, LERF-OVS labels or
+    3D-OVS masks); empty without semantics or ground truth. Top-level ``miou`` and ``acc`` are
+    the visible selection's."""
+    from .eval.open_vocab import score_segmentation
+
+    encoder = None if text_features is None else CachedTextEncoder(text_features)
+    return score_segmentation(scene, data, queries, encoder)
 
 
 @torch.no_grad()

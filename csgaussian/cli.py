@@ -26,17 +26,34 @@ MAX_MEMORY_HELP = (
     f"{DEFAULT_MAX_MEMORY >> 30}G)"
 )
 
+TEXT_FEATURES_HELP = (
+    "JSON {text: vector} cache embedding the queries (for a CLIP-space scene without CLIP "
+    "weights); its vectors must have the dimension of the stream's language features"
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="csgaussian", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     prepare = commands.add_parser(
-        "prepare", help="masks and language features (LangSplat layout) from instance maps"
+        "prepare", help="masks and language features (LangSplat layout): instance maps or SAM+CLIP"
     )
     prepare.add_argument("data", type=Path, help="dataset with instance maps and object names")
     prepare.add_argument("-o", "--output", type=Path, required=True, help="features folder")
     prepare.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
+    prepare.add_argument(
+        "--sam", type=Path, help="SAM model folder (transformers save_pretrained): SAM masks"
+    )
+    prepare.add_argument("--clip", type=Path, help="CLIP model folder: CLIP mask features")
+    prepare.add_argument("--quiet", action="store_true", help="no progress display")
+
+    text_features = commands.add_parser(
+        "text-features", help="a {text: vector} JSON cache of query texts, made by CLIP"
+    )
+    text_features.add_argument("texts", nargs="+", help="query texts")
+    text_features.add_argument("--clip", type=Path, required=True, help="CLIP model folder")
+    text_features.add_argument("-o", "--output", type=Path, required=True, help="JSON file")
 
     train = commands.add_parser("train", help="train a scene from posed images (stages 1-3)")
     train.add_argument(
@@ -85,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--queries", type=Path, help="JSON object: class name -> list of texts to ask"
     )
+    evaluate.add_argument("--text-features", type=Path, help=TEXT_FEATURES_HELP)
     evaluate.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
     query = commands.add_parser("query", help="select an object of a .csg stream by text")
@@ -93,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--data", type=Path, required=True, help="dataset giving the camera")
     query.add_argument("--view", default="test:0", help="split:index of the view (test:0)")
     query.add_argument("-o", "--output", type=Path, help="folder for mask, highlight, JSON")
+    query.add_argument("--text-features", type=Path, help=TEXT_FEATURES_HELP)
     query.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
     encode = commands.add_parser("encode", help="compress a trained run into one .csg file")
@@ -126,8 +145,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     if args.command == "prepare":
-        report = api.prepare(args.data, args.output, encoder=args.encoder)
+        report = api.prepare(
+            args.data,
+            args.output,
+            encoder=args.encoder,
+            sam=args.sam,
+            clip=args.clip,
+            quiet=args.quiet,
+        )
         console.print(summary_table(f"prepared {args.output}", report))
+    elif args.command == "text-features":
+        report = api.text_features(args.texts, args.clip, args.output)
+        console.print(summary_table(f"wrote {args.output}", report))
     elif args.command == "train":
         result = api.train(
             args.data,
@@ -156,14 +185,20 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"wrote {len(paths)} images to {args.output}")
     elif args.command == "eval":
         report = api.evaluate(
-            args.source, args.data, lpips_weights=args.lpips_weights, queries=args.queries
+            args.source,
+            args.data,
+            lpips_weights=args.lpips_weights,
+            queries=args.queries,
+            text_features=args.text_features,
         )
         if args.json:
             print(json.dumps(report))
         else:
             console.print(summary_table("evaluation (test views)", _flat(report)))
     elif args.command == "query":
-        record = api.query_view(args.stream, args.text, args.data, args.view, args.output)
+        record = api.query_view(
+            args.stream, args.text, args.data, args.view, args.output, args.text_features
+        )
         print(json.dumps(record))
         if not record["matched"]:
             console.print(f"'{args.text}' matches nothing well (best score {record['best_score']})")
@@ -188,6 +223,9 @@ def _flat(report: dict) -> dict:
     """The scalar figures of an evaluation report, protocol figures named by protocol."""
     rows = {k: v for k, v in report.items() if not isinstance(v, list | dict)}
     for name, protocol in report.get("protocols", {}).items():
+        if "skipped" in protocol:
+            rows[f"{name}"] = f"skipped: {protocol['skipped']}"
+            continue
         rows[f"{name} miou"] = protocol["miou"]
         rows[f"{name} acc"] = protocol["acc"]
     for layer, size in report.get("layer_bytes", {}).items():

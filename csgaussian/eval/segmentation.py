@@ -1,9 +1,11 @@
 """Open-vocabulary segmentation scores: mask IoU, targets from instance maps, protocol reports.
 
-Every number names its protocol (SEGMENTATION.md §3, METHOD.md §8); see :data:`PROTOCOLS`. Both
-protocols score a binary predicted mask per (annotated view, query text) against the ground
-truth with :func:`mask_iou`; mIoU is the mean over (view, query) and acc the share of those with
-IoU > :data:`ACC_IOU`. Scores are fractions in ``[0, 1]`` (papers print them as percentages).
+Every number names its protocol (SEGMENTATION.md §3, METHOD.md §8); see :data:`PROTOCOLS`. The
+selection protocols and LangSplat's relevancy protocol score a binary predicted mask per
+(annotated view, query text) against the ground truth with :func:`mask_iou`; mIoU is the mean
+over (view, query) and acc the share of those with IoU > :data:`ACC_IOU`. 3D-OVS's closed-set
+protocol scores the per-pixel argmax over the class list (:func:`argmax_ious`). Scores are
+fractions in ``[0, 1]`` (papers print them as percentages).
 
 Ground truth comes from the instance maps of the test views (the kitchen layout, see
 :mod:`csgaussian.types`): instance id ``i`` is ``class_names[i - 1]``, 0 is background.
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from csgaussian.data.common import fail, read_json
@@ -34,6 +37,16 @@ SILHOUETTE_ALPHA = 0.7
 # contribute more than half, strictly, of the rendered weight of the full scene at that pixel.
 VISIBLE_SHARE = 0.5
 
+# "langsplat_relevancy" (LangSplat d70edb8 eval/evaluate_iou_loc.py, after LERF; SEGMENTATION.md
+# §3): relevancy against canonical negatives at softmax temperature 10, averaged half-and-half
+# with its 30x30 box-filtered copy, min-max normalised, stretched to [-1, 1] and clipped to [0, 1],
+# thresholded at 0.4 (eval.sh --mask_thresh), then a 7x7 majority filter (its ``smooth``).
+RELEVANCY_NEGATIVES = ("object", "things", "stuff", "texture")
+RELEVANCY_TEMPERATURE = 10.0
+RELEVANCY_BOX = 30
+RELEVANCY_THRESHOLD = 0.4
+MAJORITY_RADIUS = 3
+
 PROTOCOLS: dict[str, str] = {
     "3d_selection": (
         "OpenGaussian's protocol (SEGMENTATION.md §3): for each (view, query) only the selected "
@@ -45,6 +58,22 @@ PROTOCOLS: dict[str, str] = {
         "Ours (METHOD.md §8): the full scene is rendered; predicted mask = pixels whose rendered "
         f"weight comes mostly (share > {VISIBLE_SHARE}) from the selected Gaussians, so occluded "
         "parts of the selection do not count against it; IoU, mIoU and acc as in 3d_selection."
+    ),
+    "langsplat_relevancy": (
+        "LangSplat's 2D protocol (SEGMENTATION.md §3): per pixel the rendered language feature "
+        "f (the blend of the leaves' language rows), relevancy = min over the negatives "
+        f"{', '.join(RELEVANCY_NEGATIVES)} of softmax({RELEVANCY_TEMPERATURE:g} * [cos(f, q), "
+        f"cos(f, neg)])[0]; averaged with its {RELEVANCY_BOX}x{RELEVANCY_BOX} box-filtered copy, "
+        "min-max normalised, mapped to 2x - 1 and clipped to [0, 1], predicted where > "
+        f"{RELEVANCY_THRESHOLD}, then a {2 * MAJORITY_RADIUS + 1}x{2 * MAJORITY_RADIUS + 1} "
+        "majority filter; IoU, mIoU and acc as in 3d_selection. Not comparable with the "
+        "selection protocols."
+    ),
+    "3dovs_argmax": (
+        "3D-OVS's closed-set protocol (SEGMENTATION.md §3): every pixel takes the class whose "
+        "text has the highest cosine with its rendered language feature; per view, IoU of each "
+        "annotated class; miou = mean over classes, then over views; acc = share of "
+        f"(view, class) with IoU > {ACC_IOU}."
     ),
 }
 
@@ -204,3 +233,85 @@ def protocol_report(per_target: list[tuple[SegmentationTarget, float]]) -> dict[
         for t, iou in ordered
     ]
     return report
+
+
+def relevancy(features: Tensor, query: Tensor, negatives: Tensor) -> Tensor:
+    """LERF/LangSplat relevancy of ``query`` per pixel: min over the negatives of the softmax
+    probability of the query in the pair (query, negative) at temperature 10.
+
+    Args:
+        features: ``[H, W, D]`` per-pixel features (any norm; zero rows have cosine 0).
+        query: ``[D]`` text feature; negatives: ``[J, D]``.
+
+    Returns:
+        ``[H, W]`` in (0, 1).
+    """
+    unit = F.normalize(features, dim=-1)
+    pos = unit @ F.normalize(query, dim=0)  # [H, W]
+    neg = unit @ F.normalize(negatives, dim=1).T  # [H, W, J]
+    pair = torch.softmax(
+        RELEVANCY_TEMPERATURE * torch.stack([pos[..., None].expand_as(neg), neg], -1), -1
+    )
+    return pair[..., 0].min(dim=-1).values
+
+
+def _box_mean(image: Tensor, size: int) -> Tensor:
+    """Mean over a ``size`` x ``size`` window (reflected borders, as OpenCV's filter2D)."""
+    before, after = size // 2, size - 1 - size // 2
+    grid = image[None, None]
+    pad_h = min(before, image.shape[0] - 1), min(after, image.shape[0] - 1)
+    pad_w = min(before, image.shape[1] - 1), min(after, image.shape[1] - 1)
+    grid = F.pad(grid, (pad_w[0], pad_w[1], pad_h[0], pad_h[1]), mode="reflect")
+    kernel = (pad_h[0] + pad_h[1] + 1, pad_w[0] + pad_w[1] + 1)
+    return F.avg_pool2d(grid, kernel, stride=1)[0, 0]
+
+
+def majority_filter(mask: Tensor, radius: int = MAJORITY_RADIUS) -> Tensor:
+    """Each pixel takes the majority value of its ``(2r+1)^2`` window cropped at the borders;
+    ties go to False (LangSplat's ``smooth``)."""
+    grid = mask.float()[None, None]
+    share = F.avg_pool2d(grid, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)[
+        0, 0
+    ]
+    return share > 0.5
+
+
+def relevancy_mask(relevancy_map: Tensor, box: int = RELEVANCY_BOX) -> Tensor:
+    """LangSplat's predicted mask ``[H, W]`` bool from a relevancy map ``[H, W]``."""
+    blended = 0.5 * (_box_mean(relevancy_map, box) + relevancy_map)
+    shifted = blended - blended.min()
+    normalised = shifted / (shifted.max() + 1e-9)
+    stretched = (2 * normalised - 1).clamp(0, 1)
+    return majority_filter(stretched > RELEVANCY_THRESHOLD)
+
+
+def argmax_ious(features: Tensor, class_texts: Tensor, gt: dict[int, Tensor]) -> dict[int, float]:
+    """3D-OVS closed-set IoUs of one view.
+
+    Args:
+        features: ``[H, W, D]`` rendered language features.
+        class_texts: ``[C, D]`` text features of the class list.
+        gt: ``{class index: bool [H, W]}`` for the classes annotated in the view.
+
+    Returns:
+        ``{class index: IoU}`` of ``argmax == class`` against each annotated mask.
+    """
+    scores = F.normalize(features, dim=-1) @ F.normalize(class_texts, dim=1).T  # [H, W, C]
+    label = scores.argmax(dim=-1)
+    return {k: mask_iou(label == k, mask) for k, mask in gt.items()}
+
+
+def argmax_report(per_view: list[dict[str, float]]) -> dict[str, object]:
+    """3D-OVS aggregate: mean over classes per view, then over views; acc over (view, class)."""
+    view_means = [math.fsum(v.values()) / len(v) for v in per_view if v]
+    every = [iou for v in per_view for iou in v.values()]
+    by_class: dict[str, list[float]] = {}
+    for view in per_view:
+        for name, iou in view.items():
+            by_class.setdefault(name, []).append(iou)
+    return {
+        "miou": math.fsum(view_means) / len(view_means) if view_means else None,
+        "acc": summarize(every)["acc"],
+        "n": len(every),
+        "per_class": {name: summarize(by_class[name])["miou"] for name in sorted(by_class)},
+    }

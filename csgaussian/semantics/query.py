@@ -82,6 +82,8 @@ def text_encoder_for(layer: SemanticLayer, encoder: TextEncoder | None = None) -
     """The encoder of the stream's text space; another one is refused."""
     if encoder is None:
         return get_text_encoder(layer.text_space)
+    if getattr(encoder, "adopts_space", False):
+        return encoder
     if encoder.name != layer.text_space:
         raise QueryError(
             f"the query encoder is {encoder.name}, but the stream's language features were "
@@ -143,6 +145,29 @@ def render_selection(model: ScaffoldModel, camera: Camera, slots: Tensor) -> dic
         "visible": full.extra[..., 0] > VISIBLE_SHARE,
         "silhouette": alone.raster.alpha[..., 0] > SILHOUETTE_ALPHA,
     }
+
+
+@torch.no_grad()
+def render_language(scene: Scene, camera: Camera, slot_leaves: Tensor | None = None) -> Tensor:
+    """Per-pixel language features ``[H, W, D]`` of a decoded scene: each Gaussian carries the
+    language row of its leaf (none for unmatched leaves), blended like colour.
+
+    Rendered as one channel per language row, then mixed by the table, so the rasteriser carries
+    ``E`` channels instead of ``D``.
+    """
+    layer = require_semantics(scene)
+    leaves = layer.slot_leaves(scene.model) if slot_leaves is None else slot_leaves
+    n_entries = layer.language.shape[0]
+
+    def weights(g: NeuralGaussians) -> Tensor:
+        leaf = leaves[g.anchor_index, g.offset_index]
+        entry = torch.where(leaf >= 0, layer.leaf_entry[leaf.clamp(min=0)], -1)
+        onehot = torch.zeros(len(entry), n_entries + 1)
+        onehot[torch.arange(len(entry)), entry.clamp(min=-1) + 1] = 1.0
+        return onehot[:, 1:]
+
+    rendered = render_view(scene.model, camera, extra=weights)
+    return rendered.extra @ layer.language.float()
 
 
 def highlight(image: Tensor, mask: Tensor, color: tuple[float, float, float] = (1.0, 0.2, 0.1)):

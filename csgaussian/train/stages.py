@@ -27,6 +27,7 @@ from ..scene.io import (
     read_run_info,
     write_run_info,
 )
+from ..semantics.encoders import EXTERNAL_SPACE
 from ..semantics.features import read_features, view_stem
 from ..semantics.prepare import prepare_features, read_text_space
 from .config import TrainConfig
@@ -130,8 +131,10 @@ def train_semantic_stages(
         )
     _write_base_layer(run_dir, MIN_SLOT_SHARE)
     features_dir, text_space = _features(run_dir, info)
-    stems = [view_stem(view.image_path) for view in scene.train]
-    masks = read_features(features_dir, stems, config.semantic.level)
+    sizes = {view_stem(view.image_path): tuple(view.image.shape[:2]) for view in scene.train}
+    masks = read_features(features_dir, list(sizes), config.semantic.level, sizes)
+    if text_space is None:
+        text_space = f"{EXTERNAL_SPACE}:{next(iter(masks.values())).features.shape[1]}"
     started = time.perf_counter()
     with torch_threads(config.torch_threads):
         trainer = SemanticTrainer(scene, masks, text_space, config.semantic, run_dir)
@@ -174,8 +177,12 @@ def _write_base_layer(run_dir: Path, min_slot_share: float) -> None:
     write_bytes_atomic(path, encoded.data)
 
 
-def _features(run_dir: Path, info: dict[str, Any]) -> tuple[Path, str]:
-    """The language-feature folder and its text space: the user's, or prepared into the run."""
+def _features(run_dir: Path, info: dict[str, Any]) -> tuple[Path, str | None]:
+    """The language-feature folder and its text space: the user's, or prepared into the run.
+
+    Brought features without ``encoder.json`` (LangSplat's CLIP files) have an unknown space
+    (None); the run names it ``external:<D>`` and queries it through a text-feature cache.
+    """
     if info.get("features"):
         features_dir = Path(info["features"])
     else:
@@ -183,10 +190,7 @@ def _features(run_dir: Path, info: dict[str, Any]) -> tuple[Path, str]:
         if read_text_space(features_dir) is None:
             encoder = info.get("encoder") or "minilm"
             prepare_features(info["data"], features_dir, encoder, info["downscale"])
-    text_space = read_text_space(features_dir)
-    if text_space is None:
-        raise RunError(f"{features_dir}: no encoder.json saying which text encoder made them")
-    return features_dir, text_space
+    return features_dir, read_text_space(features_dir)
 
 
 def new_run_info(data: str | Path, **settings: Any) -> dict[str, Any]:

@@ -98,7 +98,12 @@ def test_summarize_empty_and_invalid() -> None:
 
 
 def test_protocol_constants() -> None:
-    assert set(PROTOCOLS) == {"3d_selection", "visible_selection"}
+    assert set(PROTOCOLS) == {
+        "3d_selection",
+        "visible_selection",
+        "langsplat_relevancy",
+        "3dovs_argmax",
+    }
     assert SILHOUETTE_ALPHA == 0.7 and VISIBLE_SHARE == 0.5
     assert "0.7" in PROTOCOLS["3d_selection"] and "0.5" in PROTOCOLS["visible_selection"]
 

@@ -73,7 +73,7 @@ def test_read_a_hand_made_langsplat_file(tmp_path):
 
 def test_empty_masks_are_dropped_keeping_order(tmp_path):
     seg = -np.ones((4, 2, 3), np.float32)
-    seg[:3] = 0  # masks 0..2 are levels default, subpart, part
+    seg[:3] = np.arange(3)[:, None, None]  # masks 0..2 are levels default, subpart, part
     seg[3] = [[3, 3, 5], [6, 6, -1]]  # whole has masks 3..6, mask 4 lost every pixel
     rows = unit_rows(7, seed=6)
     np.save(tmp_path / "v_s.npy", seg)
@@ -126,6 +126,18 @@ def _fractional_id(folder):
     np.save(folder / "view_s.npy", seg)
 
 
+def _level_ids_overlap(folder):
+    seg = np.load(folder / "view_s.npy")
+    seg[3, 0, 0] = 0  # an id of level default on the whole plane
+    np.save(folder / "view_s.npy", seg)
+
+
+def _inf_feature(folder):
+    rows = np.load(folder / "view_f.npy")
+    rows[0, 0] = np.inf
+    np.save(folder / "view_f.npy", rows)
+
+
 def _nan_feature(folder):
     rows = np.load(folder / "view_f.npy")
     rows[9, 3] = np.nan  # a row of another level than the one read
@@ -152,6 +164,8 @@ def _not_npy(folder):
         (_id_below_no_mask, "view_s.npy", "below -1"),
         (_fractional_id, "view_s.npy", "integer-valued"),
         (_nan_feature, "view_f.npy", "NaN"),
+        (_inf_feature, "view_f.npy", "NaN or inf"),
+        (_level_ids_overlap, "view_s.npy", "level whole uses mask id 0"),
         (_wrong_f_shape, "view_f.npy", r"shape \[N, D\], got \[10\]"),
         (_missing_features, "view_f.npy", "missing"),
         (_not_npy, "view_s.npy", "unreadable"),
@@ -177,3 +191,23 @@ def test_write_view_refuses_inconsistent_input(tmp_path):
     with pytest.raises(ValueError, match="unknown mask level 'large'"):
         read_view(tmp_path, "v", "large")
     assert not any(tmp_path.iterdir())
+
+
+def test_masks_are_resized_to_the_image_nearest_and_lost_masks_dropped(tmp_path):
+    """A 2x4 file read for a 4x8 image repeats each id over 2x2 pixels; read for a 1x2 image
+    keeps one id per 2x2 block (pixel centres), and a mask without a pixel left is dropped."""
+    seg = -np.ones((4, 2, 4), np.float32)
+    seg[3] = [[0, 0, 1, 1], [2, -1, 1, 3]]
+    rows = unit_rows(4, seed=7)
+    np.save(tmp_path / "v_s.npy", seg)
+    np.save(tmp_path / "v_f.npy", rows)
+    up = read_features(tmp_path, ["v"], "whole", sizes={"v": (4, 8)})["v"]
+    np.testing.assert_array_equal(up.ids, np.kron([[0, 0, 1, 1], [2, -1, 1, 3]], np.ones((2, 2))))
+    np.testing.assert_array_equal(up.features, rows)
+    down = read_view(tmp_path, "v", "whole", size=(1, 2))
+    assert down.ids.shape == (1, 2)
+    kept = [int(np.flatnonzero((rows == f).all(1))[0]) for f in down.features]
+    assert len(kept) == len(np.unique(down.ids[down.ids >= 0]))  # every kept mask has a pixel
+    assert set(kept) < {0, 1, 2, 3}
+    same = read_view(tmp_path, "v", "whole", size=(2, 4))
+    np.testing.assert_array_equal(same.ids, seg[3])

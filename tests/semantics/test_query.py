@@ -52,12 +52,21 @@ def test_eval_names_each_protocol_beside_its_figures(tiny_run, tiny_scene, tmp_p
     assert main(["eval", stream, str(tiny_scene), "--json", "--queries", str(queries)]) == 0
     report = json.loads(capsys.readouterr().out)
     protocols = report["protocols"]
-    assert set(protocols) == {"visible_selection", "3d_selection"}
+    assert set(protocols) == {
+        "visible_selection",
+        "3d_selection",
+        "langsplat_relevancy",
+        "3dovs_argmax",
+    }
     assert report["miou"] == protocols["visible_selection"]["miou"]
     assert report["acc"] == protocols["visible_selection"]["acc"]
+    assert report["ground_truth"] == "instance_maps"
     for figures in protocols.values():
         assert "protocol" in figures and 0 <= figures["miou"] <= 1
-        assert {q["query"] for q in figures["per_query"]} == {names[0], f"the {names[0]} object"}
+    for name in ("visible_selection", "3d_selection", "langsplat_relevancy"):
+        queries_scored = {q["query"] for q in protocols[name]["per_query"]}
+        assert queries_scored == {names[0], f"the {names[0]} object"}
+    assert set(protocols["3dovs_argmax"]["per_class"]) == {names[0]}
     base_only = tmp_path / "base.csg"
     base_only.write_bytes((tiny_run / "stream.csg").read_bytes()[: report["layer_bytes"]["base"]])
     assert main(["eval", str(base_only), str(tiny_scene), "--json"]) == 0
