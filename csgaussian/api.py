@@ -362,6 +362,22 @@ def edit_file(
     return save_edited(scene, stream_path, out_path)
 
 
+VIEWER_INSTALL = "pip install 'csgaussian[viewer]'"
+
+
+def viewer(stream_path: str | Path, port: int = 8080, host: str = "127.0.0.1"):
+    """Start the interactive viewer over a ``.csg`` file; returns the running
+    :class:`csgaussian.viewer.app.Viewer` (``stop()`` ends it). Needs the ``viewer`` extra."""
+    stream_path = Path(stream_path)
+    try:
+        from .viewer.app import Viewer
+    except ImportError as err:
+        missing = f"the viewer needs viser ({err.name} is missing)"
+        raise RunError(f"{missing}: {VIEWER_INSTALL}") from None
+    decode(stream_path, base_only=True)  # refuse a bad file before serving anything
+    return Viewer(stream_path, lambda base_only: decode(stream_path, base_only), host, port)
+
+
 def evaluate(
     source: str | Path,
     data: str | Path | None = None,

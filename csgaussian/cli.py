@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -139,6 +140,11 @@ def _parser() -> argparse.ArgumentParser:
         help="target colour of the preceding --recolor",
     )
 
+    view = commands.add_parser("view", help="serve an interactive viewer page for a .csg file")
+    view.add_argument("stream", type=Path, help=".csg file")
+    view.add_argument("--port", type=int, default=8080, help="port to serve on (8080)")
+    view.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+
     demo = commands.add_parser("demo", help="generate the built-in scene, train, evaluate, export")
     demo.add_argument("-o", "--output", type=Path, default=Path("csgaussian-demo"))
     demo.add_argument("--preset", default="quick", help="tiny, quick, paper or paper-table1")
@@ -249,6 +255,14 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             f"wrote {args.output}: {report['output_bytes']} bytes ({report['input_bytes']} in, "
             f"edit layer {report['edit_layer_bytes']})"
         )
+    elif args.command == "view":
+        running = api.viewer(args.stream, port=args.port, host=args.host)
+        console.print(f"viewer of {args.stream} on http://{args.host}:{args.port} (Ctrl-C stops)")
+        try:
+            while True:
+                time.sleep(1.0)
+        finally:
+            running.stop()
     elif args.command == "demo":
         report = api.demo(
             args.output, preset=args.preset, iterations=args.iterations, encoder=args.encoder
@@ -322,7 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # DataError, RunError, StreamError are ValueErrors
         return _error(args.command, str(err))
     except KeyboardInterrupt:
-        print(f"csgaussian {args.command}: interrupted (resume with --resume)", file=sys.stderr)
+        hint = "" if args.command == "view" else " (resume with --resume)"
+        print(f"csgaussian {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as err:  # last resort: the readers should have said what was wrong
         message = f"internal error ({type(err).__name__}: {err})"

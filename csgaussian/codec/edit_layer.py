@@ -170,4 +170,3 @@ def edit_summary(edits: Sequence[SceneEdit]) -> list[dict[str, object]]:
         }
         for e in edits
     ]
-
