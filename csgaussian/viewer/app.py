@@ -19,11 +19,16 @@ import viser.transforms as vtf
 
 from ..scene.decoded import Scene
 from ..semantics.edits import Duplicate, Extract, Recolor, Remove
-from ..semantics.query import QueryError
+from ..semantics.query import QueryError, Selection
+from ..types import Camera
 from .session import ViewerConfig, ViewerSession, pinhole
 
 VISER_VERSION = "1.1.1"
 """The viser release this module is written against (pinned in the ``viewer`` extra)."""
+
+
+INITIAL_VIEW_DIRECTION = (1.0, -1.0, 0.8)
+"""From the scene centre towards the first camera (z up, as viser's default scene)."""
 
 
 class Viewer:
@@ -39,16 +44,28 @@ class Viewer:
     ) -> None:
         self.session = ViewerSession(decode(True), source, config)
         self.frames_sent = 0
-        self.last_camera = None
+        self.last_camera: Camera | None = None
+        self.last_selection: Selection | None = None
+        """The camera and highlighted selection of the last frame sent."""
         self.last_frame_seconds = float("nan")
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self._wake: dict[int, threading.Event] = {}
         self._stopped = threading.Event()
+        self._place_initial_camera()
         self._build_gui()
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(self._disconnect)
         self.ready = threading.Event()
         threading.Thread(target=self._decode_semantics, args=(decode,), daemon=True).start()
+
+    def _place_initial_camera(self) -> None:
+        """Look at the anchors' median from outside their bulk (a stream holds no cameras)."""
+        anchors = self.session.scene.model.anchors
+        centre = anchors.median(dim=0).values
+        spread = (anchors.quantile(0.9, dim=0) - anchors.quantile(0.1, dim=0)).norm()
+        direction = np.array(INITIAL_VIEW_DIRECTION) / np.linalg.norm(INITIAL_VIEW_DIRECTION)
+        self.server.initial_camera.look_at = centre.numpy().astype(np.float64)
+        self.server.initial_camera.position = centre.numpy() + direction * float(spread)
 
     def _build_gui(self) -> None:
         gui = self.server.gui
@@ -165,10 +182,10 @@ class Viewer:
             c2w[:3, 3] = camera.position
             view = pinhole(c2w, camera.fov, camera.aspect, self.session.config.max_side)
             started = time.perf_counter()
-            frame = self.session.frame(view)
+            frame, selection = self.session.frame(view)
             self.last_frame_seconds = time.perf_counter() - started
             client.scene.set_background_image(frame, format="jpeg", jpeg_quality=90)
-            self.last_camera = view
+            self.last_camera, self.last_selection = view, selection
             self.frames_sent += 1
 
     def stop(self) -> None:

@@ -119,8 +119,9 @@ class ViewerSession:
         return save_edited(self.edited_scene(), self.source, path)
 
     @torch.no_grad()
-    def frame(self, camera: Camera) -> np.ndarray:
-        """The edited scene from ``camera``, the selection tinted: ``[H, W, 3]`` uint8."""
+    def frame(self, camera: Camera) -> tuple[np.ndarray, Selection | None]:
+        """The edited scene from ``camera`` with the selection tinted (``[H, W, 3]`` uint8),
+        and that selection."""
         with self._lock:
             scene, selection = self.edited_scene(), self.selection
         slots = None if selection is None else selection.slots
@@ -130,6 +131,6 @@ class ViewerSession:
         out = render_view(scene.model, camera, edit=scene.edit_hook(), extra=extra)
         image = out.image.clamp(0, 1)
         if out.extra is not None:
-            share = out.extra[..., 0] / out.raster.alpha[..., 0].clamp_min(1e-6)
-            image = highlight(image, share > VISIBLE_SHARE, self.config.highlight_color)
-        return (image * 255 + 0.5).to(torch.uint8).numpy()
+            visible = out.extra[..., 0] > VISIBLE_SHARE  # as render_selection's mask
+            image = highlight(image, visible, self.config.highlight_color)
+        return (image * 255 + 0.5).to(torch.uint8).numpy(), selection

@@ -1,0 +1,95 @@
+"""The viewer end to end in headless Chromium: the page loads, a frame rendered on the server
+arrives, a query typed in the page's text box highlights the object where its mask is."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from csgaussian import api
+from csgaussian.semantics.query import render_selection
+
+from .browser import Browser, chromium_path, free_port, wait_for
+
+CHROMIUM = chromium_path()
+CHANGED = 24
+"""A screen pixel counts as highlighted when a channel moved by more than this (of 255): the
+tint moves the object's pixels half-way to red, JPEG noise stays under ~8."""
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    page = Browser(CHROMIUM, tmp_path / "profile")
+    yield page
+    page.close()
+
+
+FIND_QUERY_BOX = """(() => {
+    const label = [...document.querySelectorAll('*')].find(
+        e => e.children.length === 0 && e.textContent.trim() === 'Query');
+    let node = label;
+    while (node && !node.querySelector('input')) node = node.parentElement;
+    return node ? node.querySelector('input') : null; })()"""
+"""The text input beside the viewer's 'Query' label (viser renders a label per input)."""
+
+
+def _query_input(page: Browser) -> None:
+    """Focus the viewer's 'Query' text box."""
+    focused = page.evaluate(
+        f"(() => {{ const box = {FIND_QUERY_BOX}; box.focus(); return true; }})()"
+    )
+    assert focused, "no Query text box on the page"
+
+
+def test_typed_query_highlights_the_object_where_its_mask_is(browser, tiny_run):
+    viewer = api.viewer(tiny_run / "stream.csg", port=free_port())
+    try:
+        url = f"http://127.0.0.1:{viewer.server.get_port()}"
+        browser.call("Page.enable")
+        browser.call("Page.navigate", url=url)
+        wait_for(viewer.ready.is_set, 20, "the semantic layer")
+        wait_for(lambda: viewer.frames_sent > 0, 20, "a first frame")
+        wait_for(lambda: _enabled(browser), 10, "enabled query controls")
+        before = _settled(browser)
+        _query_input(browser)
+        browser.type_text("floor")
+        wait_for(lambda: viewer.session.selection is not None, 10, "the query's selection")
+        selection = viewer.session.selection
+        wait_for(lambda: viewer.last_selection is selection, 10, "a highlighted frame")
+        after = _settled(browser)
+        mask = render_selection(viewer.session.scene.model, viewer.last_camera, selection.slots)
+        expected = _to_screen(mask["visible"], after.shape[:2])
+        changed = np.abs(after.astype(int) - before.astype(int)).max(-1) > CHANGED
+        left = slice(0, after.shape[1] // 2)  # the GUI panel sits on the right
+        hit, want = changed[:, left], expected[:, left]
+        assert want.sum() > 1000
+        assert (hit & want).sum() / want.sum() > 0.8  # the object's pixels are highlighted
+        assert (hit & ~want).sum() / max(hit.sum(), 1) < 0.1  # and little else moved
+    finally:
+        viewer.stop()
+
+
+def _enabled(page: Browser) -> bool:
+    return bool(
+        page.evaluate(f"(() => {{ const box = {FIND_QUERY_BOX}; return box && !box.disabled; }})()")
+    )
+
+
+def _settled(page: Browser) -> np.ndarray:
+    """A screenshot once two in a row agree (the latest frame is drawn)."""
+    shots = [page.screenshot()]
+
+    def same() -> bool:
+        shots.append(page.screenshot())
+        return np.abs(shots[-1].astype(int) - shots[-2].astype(int)).max() <= 2
+
+    wait_for(same, 10, "a settled page", step=0.2)
+    return shots[-1]
+
+
+def _to_screen(mask: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """The frame's mask stretched to the page (the background image fills the canvas)."""
+    scaled = F.interpolate(mask.float()[None, None], size=size, mode="nearest")
+    return scaled[0, 0].numpy() > 0.5
