@@ -4,11 +4,14 @@ and notes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..semantics.layer import SemanticLayer
 from .edits import SceneEdit, apply_edits
-from .rendering import GaussianEdit
 from .scaffold import NeuralGaussians, ScaffoldModel
+
+if TYPE_CHECKING:
+    from .rendering import GaussianEdit
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """The viewer end to end in headless Chromium: the page loads, a frame rendered on the server
 arrives, a query typed in the page's text box highlights the object where its mask is."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,8 @@ tint moves the object's pixels half-way to red, JPEG noise stays under ~8."""
 @pytest.fixture
 def browser(tmp_path):
     if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: .ci/run must install it")
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
     page = Browser(CHROMIUM, tmp_path / "profile")
     yield page
