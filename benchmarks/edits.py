@@ -50,7 +50,7 @@ def origin(argv: list[str]) -> dict[str, str]:
     """The commit the run starts from (``+dirty`` if csgaussian/ has uncommitted changes)."""
     git = ["git", "-C", str(REPO)]
     commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run([*git, "status", "--porcelain", "csgaussian", "benchmarks"],
+    dirty = subprocess.run([*git, "status", "--porcelain", "csgaussian", "benchmarks/*.py"],
                            capture_output=True, text=True).stdout.strip()  # fmt: skip
     command = "python benchmarks/edits.py " + " ".join(argv)
     return {"commit": commit.stdout.strip() + ("+dirty" if dirty else ""), "command": command}
@@ -104,13 +104,14 @@ def hue_gap(pixels: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def strip(pairs: list[tuple[torch.Tensor, torch.Tensor]], path: Path) -> None:
-    """Rows of before | after images, 4 px apart, as one PNG."""
+    """Rows of before | after images, 4 px apart, as one PNG (pixels doubled for viewing)."""
     rows = []
     for before, after in pairs:
         gap = torch.ones(before.shape[0], 4, 3)
         rows.append(torch.cat([before, gap, after], dim=1))
         rows.append(torch.ones(4, rows[-1].shape[1], 3))
-    api.save_png(path, torch.cat(rows[:-1], dim=0))
+    image = torch.cat(rows[:-1], dim=0)
+    api.save_png(path, image.repeat_interleave(2, 0).repeat_interleave(2, 1))
 
 
 @torch.no_grad()
