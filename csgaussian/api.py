@@ -216,6 +216,8 @@ def decode_to(stream_path: str | Path, out_dir: str | Path, base_only: bool = Fa
     if scene.semantics is not None:
         report["text_space"] = scene.semantics.text_space
         report["language_entries"] = int(scene.semantics.language.shape[0])
+    if scene.edits:
+        report["edits (not applied to scene.pt / scene.ply)"] = len(scene.edits)
     for index, note in enumerate(scene.notes):
         report[f"note {index + 1}"] = note
     return report

@@ -1,12 +1,14 @@
 """The viewer's session without a browser: cameras from viser's pose, edits, undo, save."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from csgaussian import api
+from csgaussian.cli import main
 from csgaussian.semantics.query import QueryError
 from csgaussian.viewer.session import ViewerSession, pinhole
 
@@ -62,3 +64,18 @@ def _look_from(session) -> np.ndarray:
     w2c[:3, :3] = np.stack([right, down, forward])
     w2c[:3, 3] = -w2c[:3, :3] @ eye
     return w2c
+
+
+def test_view_command_says_what_to_install_and_refuses_a_bad_file(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.delitem(sys.modules, "csgaussian.viewer.app", raising=False)
+    monkeypatch.setitem(sys.modules, "viser", None)  # as if the viewer extra were not installed
+    assert main(["view", str(tiny_run / "stream.csg")]) == 2
+    assert "pip install 'csgaussian[viewer]'" in capsys.readouterr().err
+    monkeypatch.undo()
+    broken = tmp_path / "broken.csg"
+    broken.write_bytes(b"CSGS" + b"\x00" * 40)
+    assert main(["view", str(broken), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(broken) in err
