@@ -10,11 +10,16 @@ rate term at several lambdas, for the INR hyperprior (the paper's) and the hash-
 * ``fp16 + lzma``: that run's tensors cast to float16, concatenated and compressed with lzma;
 * ``INR hyperprior`` and ``hash-grid hyperprior``: ``.csg`` streams from ``api.encode``.
 
-Writes ``rd.csv``, ``rd.md`` and ``rd.png`` into ``--out`` and ends by printing ONE JSON line.
+Every run is trained once per ``--seeds`` entry; the tables give each seed's points and their
+mean with the spread (min-max), and the headline figures are read from the means. Writes
+``rd.csv`` (every seed), ``rd.md`` (mean table, then every seed, then bytes by section),
+``rd.json`` (the summary) and ``rd.png`` into ``--out``, names the commit, command, CPU and
+packages they come from (``environment.txt`` is ``pip freeze``), and ends by printing ONE JSON
+line. ``--quick`` is a smoke mode whose committed output (``results/rd_quick``) a test re-runs.
 
 Usage:
     python benchmarks/rd.py [--data DIR] [--out DIR] [--preset quick] [--iterations N]
-        [--lambdas 0.001 0.002 0.003 0.004 0.008 0.016] [--grid-lambdas 0.004 0.008]
+        [--lambdas 0.002 0.003 0.004 0.008] [--grid-lambdas 0.004 0.008] [--seeds 0 1]
         [--skip-existing] [--quick]
 """
 
@@ -27,12 +32,15 @@ import json
 import lzma
 import math
 import shutil
+import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from provenance import provenance, provenance_lines, write_environment
 from rich.console import Console
 from rich.table import Table
 
@@ -53,12 +61,14 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitchen"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "rd"
 QUICK_OUT = REPO / "benchmarks" / "results" / "rd_quick"
-DEFAULT_LAMBDAS = (0.001, 0.002, 0.003, 0.004, 0.008, 0.016)
-"""HAC's rate points span 0.004 ... 0.001; 0.008 and 0.016 add lower-rate points. 0.002 and
-0.003 sample the curve where it crosses the fp32 PSNR minus NEAR_LOSSLESS_DB on kitchen."""
+DEFAULT_LAMBDAS = (0.002, 0.003, 0.004, 0.008)
+"""Within HAC's span (0.004 ... 0.001) plus 0.008 for a lower rate; 0.002 ... 0.004 sample the
+curve where it crosses the fp32 PSNR minus NEAR_LOSSLESS_DB on kitchen."""
+DEFAULT_SEEDS = (0, 1)
+"""Two seeds at least: a verdict of a few tenths of a dB must not rest on one run."""
 DEFAULT_GRID_LAMBDAS = (0.004, 0.008)
 """The hash-grid peer at two points, so the INR curve can be read at equal PSNR."""
-QUICK_LAMBDAS = (0.001, 0.016)
+QUICK_LAMBDAS = (0.004,)
 QUICK_ITERATIONS = 60
 """Smoke mode: enough iterations to pass the rate start (a quarter of them) and densify once."""
 NEAR_LOSSLESS_DB = 0.3
@@ -78,6 +88,7 @@ HYPERPRIOR_METHOD = {"inr": INR, "hashgrid": GRID}
 CSV_FIELDS = (
     "method",
     "lambda",
+    "seed",
     "bytes",
     "psnr",
     "ssim",
@@ -98,6 +109,7 @@ class Settings:
     iterations: int
     lambdas: tuple[float, ...]
     grid_lambdas: tuple[float, ...]
+    seeds: tuple[int, ...]
     skip_existing: bool
 
 
@@ -107,7 +119,8 @@ class Point:
 
     method: str
     lambda_rate: float | None
-    bytes: int
+    seed: int | None
+    bytes: float
     psnr: float
     ssim: float
     n_anchors: int
@@ -115,13 +128,16 @@ class Point:
     encode_s: float | None = None
     decode_s: float | None = None
     sections: dict[str, dict[str, float]] = field(default_factory=dict)
+    psnr_range: tuple[float, float] | None = None  # min, max over seeds (a mean point only)
+    bytes_range: tuple[float, float] | None = None
 
     def row(self) -> dict[str, Any]:
         """The table columns (CSV_FIELDS), rounded."""
         return {
             "method": self.method,
             "lambda": self.lambda_rate,
-            "bytes": self.bytes,
+            "seed": self.seed,
+            "bytes": round(self.bytes),
             "psnr": round(self.psnr, 3),
             "ssim": round(self.ssim, 4),
             "n_anchors": self.n_anchors,
@@ -132,7 +148,12 @@ class Point:
 
 
 def train_run(
-    settings: Settings, name: str, lambda_rate: float, hyperprior: str | None, console: Console
+    settings: Settings,
+    name: str,
+    lambda_rate: float,
+    hyperprior: str | None,
+    seed: int,
+    console: Console,
 ) -> Path:
     """Train (or, with ``--skip-existing``, reuse or resume) the run ``runs/<name>``."""
     run_dir = settings.out / "runs" / name
@@ -143,6 +164,7 @@ def train_run(
         "iterations": settings.iterations,
         "lambda_rate": lambda_rate,
         "hyperprior": hyperprior,
+        "seed": seed,
     }
     info_path = run_dir / RUN_INFO_NAME
     recorded = json.loads(info_path.read_text()) if info_path.is_file() else None
@@ -163,6 +185,7 @@ def train_run(
         lambda_rate=lambda_rate,
         hyperprior=hyperprior,
         stages="1",
+        seed=seed,
     ).colour
     console.print(f"trained {name} in {result.seconds:.0f} s, {result.n_anchors} anchors")
     return run_dir
@@ -178,15 +201,15 @@ def renderer_tensors(model: ScaffoldModel) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k != "anchor_cells"}
 
 
-def scaffold_point(run_dir: Path) -> Point:
+def scaffold_point(run_dir: Path, seed: int) -> Point:
     model, _ = api.load_trained(run_dir)
     size = sum(t.numel() * FP32_BYTES for t in renderer_tensors(model).values())
     metrics = api.evaluate(run_dir)
-    return Point(SCAFFOLD, 0.0, size, metrics["psnr"], metrics["ssim"], model.n_anchors)
+    return Point(SCAFFOLD, 0.0, seed, size, metrics["psnr"], metrics["ssim"], model.n_anchors)
 
 
 @torch.no_grad()
-def ply_point(run_dir: Path, ply_path: Path, views: list[View]) -> Point:
+def ply_point(run_dir: Path, ply_path: Path, views: list[View], seed: int) -> Point:
     """Export the run as a 3DGS PLY and render its static Gaussians on ``views``."""
     api.export(run_dir, ply_path)
     g = read_gaussians_ply(ply_path)
@@ -200,10 +223,10 @@ def ply_point(run_dir: Path, ply_path: Path, views: list[View]) -> Point:
     ]
     metrics = score(preds, views)
     size = ply_path.stat().st_size
-    return Point(PLY, 0.0, size, metrics["psnr"], metrics["ssim"], model.n_anchors)
+    return Point(PLY, 0.0, seed, size, metrics["psnr"], metrics["ssim"], model.n_anchors)
 
 
-def fp16_point(run_dir: Path, views: list[View]) -> Point:
+def fp16_point(run_dir: Path, views: list[View], seed: int) -> Point:
     """float16 tensors, concatenated and lzma-compressed; PSNR of the rounded model."""
     model, _ = api.load_trained(run_dir)
     halves = {k: v.detach().half().contiguous() for k, v in renderer_tensors(model).items()}
@@ -221,6 +244,7 @@ def fp16_point(run_dir: Path, views: list[View]) -> Point:
     return Point(
         FP16,
         0.0,
+        seed,
         len(packed),
         metrics["psnr"],
         metrics["ssim"],
@@ -230,7 +254,9 @@ def fp16_point(run_dir: Path, views: list[View]) -> Point:
     )
 
 
-def coded_point(settings: Settings, run_dir: Path, method: str, lambda_rate: float) -> Point:
+def coded_point(
+    settings: Settings, run_dir: Path, method: str, lambda_rate: float, seed: int
+) -> Point:
     """Encode a rate-trained run, decode it, evaluate the stream; per-section bytes."""
     stream = settings.out / "streams" / f"{run_dir.name}.csg"
     stream.parent.mkdir(parents=True, exist_ok=True)
@@ -249,6 +275,7 @@ def coded_point(settings: Settings, run_dir: Path, method: str, lambda_rate: flo
     return Point(
         method,
         lambda_rate,
+        seed,
         stream.stat().st_size,
         metrics["psnr"],
         metrics["ssim"],
@@ -327,29 +354,78 @@ def derived_figures(points: list[Point], fp32: Point) -> dict[str, Any]:
     }
 
 
-def write_tables(points: list[Point], out: Path) -> None:
-    """``rd.csv`` and ``rd.md`` (the table, then the per-section bytes of the coded runs)."""
+def mean_points(points: list[Point]) -> list[Point]:
+    """One point per (method, lambda): the mean over seeds, with the min-max spread."""
+    groups: dict[tuple[str, float | None], list[Point]] = {}
+    for p in points:
+        groups.setdefault((p.method, p.lambda_rate), []).append(p)
+    means = []
+    for (method, lambda_rate), group in groups.items():
+        psnrs, sizes = [p.psnr for p in group], [p.bytes for p in group]
+        timed = [p for p in group if p.encode_s is not None]
+        means.append(
+            Point(
+                method,
+                lambda_rate,
+                None,
+                statistics.fmean(sizes),
+                statistics.fmean(psnrs),
+                statistics.fmean(p.ssim for p in group),
+                round(statistics.fmean(p.n_anchors for p in group)),
+                encode_s=max((p.encode_s for p in timed), default=None),
+                decode_s=max((p.decode_s for p in timed), default=None),
+                psnr_range=(min(psnrs), max(psnrs)),
+                bytes_range=(min(sizes), max(sizes)),
+            )
+        )
+    return means
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def write_tables(points: list[Point], means: list[Point], origin: dict, out: Path) -> None:
+    """``rd.csv`` (every seed) and ``rd.md``: the mean table with spreads, every seed's table,
+    then the per-section bytes of the coded runs."""
     rows = [p.row() for p in points]
     with (out / "rd.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-
-    def cell(value: Any) -> str:
-        return "" if value is None else str(value)
-
-    lines = ["| " + " | ".join(CSV_FIELDS) + " |", "|" + " --- |" * len(CSV_FIELDS)]
-    lines += ["| " + " | ".join(cell(r[f]) for f in CSV_FIELDS) + " |" for r in rows]
-    lines += ["", "| method | lambda | section | bytes | estimated bytes |", "|" + " --- |" * 5]
+    seeds = sorted({p.seed for p in points})
+    lines = ["# Rate-distortion", "", *provenance_lines(origin), ""]
+    lines += [
+        f"Mean over seeds {seeds} (min-max):",
+        "",
+        "| method | lambda | bytes (min-max) | psnr (min-max) | ssim | n_anchors | ratio | "
+        "encode_s | decode_s |",
+        "|" + " --- |" * 9,
+    ]
+    for m in means:
+        r = m.row()
+        lines.append(
+            f"| {m.method} | {m.lambda_rate} | {r['bytes']} ({m.bytes_range[0]:.0f}-"
+            f"{m.bytes_range[1]:.0f}) | {r['psnr']} ({m.psnr_range[0]:.3f}-{m.psnr_range[1]:.3f})"
+            f" | {r['ssim']} | {r['n_anchors']} | {r['ratio']} | {_cell(r['encode_s'])} | "
+            f"{_cell(r['decode_s'])} |"
+        )
+    lines += ["", "Every seed:", "", "| " + " | ".join(CSV_FIELDS) + " |"]
+    lines += ["|" + " --- |" * len(CSV_FIELDS)]
+    lines += ["| " + " | ".join(_cell(r[f]) for f in CSV_FIELDS) + " |" for r in rows]
+    lines += ["", "| method | lambda | seed | section | bytes | estimated bytes |"]
+    lines += ["|" + " --- |" * 6]
     for p in points:
         for name, s in p.sections.items():
-            est = cell(s.get("estimated_bytes"))
-            lines.append(f"| {p.method} | {p.lambda_rate} | {name} | {s['bytes']} | {est} |")
+            est = _cell(s.get("estimated_bytes"))
+            lines.append(
+                f"| {p.method} | {p.lambda_rate} | {p.seed} | {name} | {s['bytes']} | {est} |"
+            )
     (out / "rd.md").write_text("\n".join(lines) + "\n")
 
 
-def plot(points: list[Point], path: Path, title: str) -> None:
-    """PSNR versus kilobytes (log x), one marker and line per method."""
+def plot(means: list[Point], path: Path, title: str) -> None:
+    """Mean PSNR versus kilobytes (log x), one marker and line per method; bars span the seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -358,13 +434,16 @@ def plot(points: list[Point], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     markers = dict(zip((SCAFFOLD, PLY, FP16, INR, GRID), "s^Dov", strict=True))
     for method, marker in markers.items():
-        chosen = sorted((p for p in points if p.method == method), key=lambda p: p.bytes)
+        chosen = sorted((p for p in means if p.method == method), key=lambda p: p.bytes)
         if chosen:
             xs = [p.bytes / KILO for p in chosen]
-            ax.plot(xs, [p.psnr for p in chosen], marker=marker, label=method)
+            ys = [p.psnr for p in chosen]
+            spread = [[y - p.psnr_range[0] for y, p in zip(ys, chosen, strict=True)]]
+            spread += [[p.psnr_range[1] - y for y, p in zip(ys, chosen, strict=True)]]
+            ax.errorbar(xs, ys, yerr=spread, marker=marker, capsize=3, label=method)
     ax.set_xscale("log")
     ax.set_xlabel("size (kB, log scale)")
-    ax.set_ylabel("test PSNR (dB)")
+    ax.set_ylabel("test PSNR (dB), mean and min-max over seeds")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
@@ -373,49 +452,73 @@ def plot(points: list[Point], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def run_benchmark(settings: Settings, console: Console) -> dict[str, Any]:
-    """Train, measure and write every output; returns the JSON summary."""
-    views = load_scene(settings.data, load_instances=False).test
-    settings.out.mkdir(parents=True, exist_ok=True)
+def seed_points(settings: Settings, seed: int, views: list[View], console: Console) -> list[Point]:
+    """Every run of one seed, trained (or reused) and measured."""
     jobs = [(SCAFFOLD, 0.0, None)]
     jobs += [(INR, lam, "inr") for lam in settings.lambdas]
     jobs += [(GRID, lam, "hashgrid") for lam in settings.grid_lambdas]
     points: list[Point] = []
     for index, (method, lam, hyperprior) in enumerate(jobs, 1):
-        name = "scaffold_fp32" if hyperprior is None else f"{hyperprior}_lambda{lam:g}"
-        console.rule(f"[bold]run {index}/{len(jobs)}: {method}, lambda {lam:g}")
-        run_dir = train_run(settings, name, lam, hyperprior, console)
+        stem = "scaffold_fp32" if hyperprior is None else f"{hyperprior}_lambda{lam:g}"
+        name = f"{stem}_seed{seed}"
+        console.rule(f"[bold]seed {seed}, run {index}/{len(jobs)}: {method}, lambda {lam:g}")
+        run_dir = train_run(settings, name, lam, hyperprior, seed, console)
         if hyperprior is None:
             new = [
-                scaffold_point(run_dir),
-                ply_point(run_dir, settings.out / "scaffold_fp32.ply", views),
-                fp16_point(run_dir, views),
+                scaffold_point(run_dir, seed),
+                ply_point(run_dir, settings.out / f"{name}.ply", views, seed),
+                fp16_point(run_dir, views, seed),
             ]
         else:
-            new = [coded_point(settings, run_dir, method, lam)]
+            new = [coded_point(settings, run_dir, method, lam, seed)]
         for p in new:
             console.print(f"{p.method}: {p.bytes} bytes, PSNR {p.psnr:.2f} dB")
         points += new
+    return points
 
-    fp32 = points[0]
-    for p in points:
-        p.ratio = fp32.bytes / p.bytes
-    write_tables(points, settings.out)
-    title = f"{settings.data.name}, {settings.preset} preset, {settings.iterations} iterations"
-    plot(points, settings.out / "rd.png", title)
-    table = Table(*CSV_FIELDS, title="rate-distortion")
-    for row in (p.row() for p in points):
+
+def run_benchmark(settings: Settings, origin: dict, console: Console) -> dict[str, Any]:
+    """Train, measure and write every output; returns the JSON summary."""
+    views = load_scene(settings.data, load_instances=False).test
+    settings.out.mkdir(parents=True, exist_ok=True)
+    per_seed = {seed: seed_points(settings, seed, views, console) for seed in settings.seeds}
+    for points in per_seed.values():
+        fp32 = points[0]
+        for p in points:
+            p.ratio = fp32.bytes / p.bytes
+    points = [p for seed_list in per_seed.values() for p in seed_list]
+    means = mean_points(points)
+    for p in means:
+        p.ratio = means[0].bytes / p.bytes
+    write_tables(points, means, origin, settings.out)
+    write_environment(settings.out)
+    title = (
+        f"{settings.data.name}, {settings.preset} preset, {settings.iterations} iterations, "
+        f"seeds {list(settings.seeds)}"
+    )
+    plot(means, settings.out / "rd.png", title)
+    table = Table(*CSV_FIELDS, title=f"rate-distortion, mean over seeds {list(settings.seeds)}")
+    for row in (p.row() for p in means):
         table.add_row(*("" if row[f] is None else str(row[f]) for f in CSV_FIELDS))
     console.print(table)
-    return {
-        "scene": str(settings.data),
+    summary = {
+        "provenance": origin,
+        "scene": settings.data.name,
         "preset": settings.preset,
         "iterations": settings.iterations,
+        "seeds": list(settings.seeds),
         "n_test_views": len(views),
+        "mean_rows": [
+            {**p.row(), "psnr_range": p.psnr_range, "bytes_range": p.bytes_range} for p in means
+        ],
         "rows": [{**p.row(), "sections": p.sections} for p in points],
-        "derived": derived_figures(points, fp32),
-        "outputs": {n: str(settings.out / n) for n in ("rd.csv", "rd.md", "rd.png")},
+        "derived": derived_figures(means, means[0]),
+        "derived_per_seed": {
+            seed: derived_figures(seed_list, seed_list[0]) for seed, seed_list in per_seed.items()
+        },
     }
+    (settings.out / "rd.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
 
 
 def parse_settings(argv: list[str] | None) -> Settings:
@@ -425,7 +528,10 @@ def parse_settings(argv: list[str] | None) -> Settings:
     ap.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training preset")
     ap.add_argument("--iterations", type=int, default=None, help="default: the preset's")
     ap.add_argument("--lambdas", type=float, nargs="+", default=None)
-    ap.add_argument("--grid-lambdas", type=float, nargs="+", default=None)
+    ap.add_argument(
+        "--grid-lambdas", type=float, nargs="*", default=None, help="none given: no grid runs"
+    )
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 (quick: 0)")
     ap.add_argument("--skip-existing", action="store_true", help="reuse/resume runs in --out")
     ap.add_argument(
         "--quick",
@@ -435,25 +541,29 @@ def parse_settings(argv: list[str] | None) -> Settings:
     args = ap.parse_args(argv)
     lambdas = tuple(args.lambdas or (QUICK_LAMBDAS if args.quick else DEFAULT_LAMBDAS))
     grid_lambdas = tuple(
-        args.grid_lambdas or (QUICK_LAMBDAS if args.quick else DEFAULT_GRID_LAMBDAS)
+        (QUICK_LAMBDAS if args.quick else DEFAULT_GRID_LAMBDAS)
+        if args.grid_lambdas is None
+        else args.grid_lambdas
     )
     if any(lam <= 0 for lam in lambdas + grid_lambdas):
         ap.error("--lambdas and --grid-lambdas must be > 0 (lambda 0 is the fp32 baseline)")
+    seeds = tuple(args.seeds or ((0,) if args.quick else DEFAULT_SEEDS))
     iterations = args.iterations or (
         QUICK_ITERATIONS if args.quick else preset_config(args.preset).iterations
     )
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     return Settings(
-        args.data, out, args.preset, iterations, lambdas, grid_lambdas, args.skip_existing
+        args.data, out, args.preset, iterations, lambdas, grid_lambdas, seeds, args.skip_existing
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
     console = Console(stderr=True)
+    origin = provenance(["python benchmarks/rd.py", *(sys.argv[1:] if argv is None else argv)])
     console.print(f"rate-distortion benchmark: {asdict(settings)}")
     try:
-        summary = run_benchmark(settings, console)
+        summary = run_benchmark(settings, origin, console)
     except (DataError, RunError, StreamError) as err:
         console.print(f"[red]error:[/] {err}")
         return 1

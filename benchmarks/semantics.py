@@ -23,12 +23,13 @@ import csv
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from provenance import provenance, provenance_lines, write_environment
 
 from csgaussian import api
 from csgaussian.data import load_scene
@@ -127,17 +128,6 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def provenance(command: list[str]) -> dict[str, str]:
-    """The commit the run starts from (``+dirty`` if csgaussian/ has uncommitted changes then)."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "csgaussian"], capture_output=True, text=True, cwd=REPO
-    ).stdout.strip()
-    return {"commit": commit + ("+dirty" if dirty else ""), "command": " ".join(command)}
-
-
 def write_results(out: Path, rows: list[dict[str, Any]], summary: dict, origin: dict) -> None:
     with (out / "semantics.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
@@ -146,7 +136,7 @@ def write_results(out: Path, rows: list[dict[str, Any]], summary: dict, origin: 
     lines = [
         "# Semantic ablations",
         "",
-        f"Made at commit `{origin['commit']}` by `{origin['command']}`.",
+        *provenance_lines(origin),
         "",
         "| variant | seeds | mIoU visible (min-max) | mIoU 3D (min-max) | semantic bytes | "
         "stage 2+3 s |",
@@ -184,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(rows[-1]), file=sys.stderr)
     summary = summarize(rows)
     write_results(args.out, rows, summary, origin)
+    write_environment(args.out)
     print(json.dumps({**origin, "variants": summary}))
     return 0
 

@@ -75,6 +75,7 @@ def train(
     features: str | Path | None = None,
     encoder: str = "minilm",
     level: str | None = None,
+    seed: int | None = None,
 ) -> RunResult:
     """Train the stages ``stages`` ("1,2,3" by default) of a run from the dataset at ``data``.
 
@@ -82,7 +83,8 @@ def train(
     stages 2 and 3 learn and compress the semantic field on the decoded base layer, from the
     LangSplat-layout ``features`` or, without them, from the dataset's instance maps prepared
     into the run with the text ``encoder``. ``resume`` continues the run from its last
-    checkpoint, in whatever stage, with the settings it was started with.
+    checkpoint, in whatever stage, with the settings it was started with. ``seed`` (default:
+    the preset's) seeds network initialisation and sampling in every stage.
     """
     from .train.stages import parse_stages, run_stages, start_or_resume
 
@@ -99,6 +101,7 @@ def train(
         "features": None if features is None else str(Path(features).resolve()),
         "encoder": encoder,
         "level": level,
+        "seed": seed,
         "stages": list(stage_list),
     }
     info = start_or_resume(data, run_dir, stage_list, resume, settings)

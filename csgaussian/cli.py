@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         help="rate weight (default: the preset's 0.004; 0 = plain Scaffold-GS, no compression)",
     )
     train.add_argument("--hyperprior", choices=("inr", "hashgrid"), help="entropy model (inr)")
+    train.add_argument("--seed", type=int, help="random seed of every stage (the preset's: 0)")
     train.add_argument("--quiet", action="store_true", help="no progress display")
 
     render = commands.add_parser("render", help="render the views of a split to PNG")
@@ -94,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--data", type=Path, required=True, help="dataset giving the camera")
     query.add_argument("--view", default="test:0", help="split:index of the view (test:0)")
     query.add_argument("-o", "--output", type=Path, help="folder for mask, highlight, JSON")
+    query.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
     encode = commands.add_parser("encode", help="compress a trained run into one .csg file")
     encode.add_argument("source", type=Path, help="run directory")
@@ -216,6 +218,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             features=args.features,
             encoder=args.encoder,
             level=args.level,
+            seed=args.seed,
         )
         if result.colour is not None:
             rows = vars(result.colour) | {"scene_path": str(result.colour.scene_path)}

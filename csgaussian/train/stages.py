@@ -60,6 +60,9 @@ def training_config(info: dict[str, Any]) -> TrainConfig:
         raise ValueError(f"--lambda must be >= 0, got {lambda_rate}")
     if info.get("level") is not None:
         config = replace(config, semantic=replace(config.semantic, level=info["level"]))
+    if info.get("seed") is not None:
+        seed = info["seed"]
+        config = replace(config, seed=seed, semantic=replace(config.semantic, seed=seed))
     if lambda_rate == 0:
         return replace(config, rate=None)
     rate = config.rate
@@ -212,7 +215,9 @@ def start_or_resume(
         write_run_info(run_dir, info)
         return info
     info = read_run_info(run_dir)
-    semantic_settings = {k: settings[k] for k in ("features", "encoder", "level") if k in settings}
+    semantic_settings = {
+        k: settings[k] for k in ("features", "encoder", "level", "seed") if k in settings
+    }
     info.update({k: v for k, v in semantic_settings.items() if v is not None})
     info["stages"] = list(stages)
     write_run_info(run_dir, info)
