@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from provenance import provenance, provenance_lines, write_environment
 
 from csgaussian import api
 from csgaussian.data import load_scene
@@ -45,16 +46,6 @@ RECOLOR_TARGET = "#d02020"
 DILATION = 2
 TOLERANCE = 2 / 255
 FIGURE_VIEWS = 3
-
-
-def origin(argv: list[str]) -> dict[str, str]:
-    """The commit the run starts from (``+dirty`` if csgaussian/ has uncommitted changes)."""
-    git = ["git", "-C", str(REPO)]
-    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run([*git, "status", "--porcelain", "csgaussian", "benchmarks/*.py"],
-                           capture_output=True, text=True).stdout.strip()  # fmt: skip
-    command = "python benchmarks/edits.py " + " ".join(argv)
-    return {"commit": commit.stdout.strip() + ("+dirty" if dirty else ""), "command": command}
 
 
 def time_cli(stream: Path, repeats: int) -> dict:
@@ -201,12 +192,12 @@ def figures(stream: Path, data: Path, out: Path) -> dict:
 
 
 def write_markdown(out: Path, report: dict) -> None:
-    made = report["origin"]
     remove, timing = report["figures"]["remove"], report["timing"]
     lines = [
         "# Edits on kitchen (issue 10, supp C.2 Figs. 4-6)",
         "",
-        f"Made at commit `{made['commit']}` by `{made['command']}` from `{report['stream']}`.",
+        *provenance_lines(report["origin"]),
+        f"Stream: `{report['stream']}`.",
         "Timings are of whatever machine ran it (contended unless said otherwise).",
         "",
         f'- `csgaussian edit --remove "{REMOVE}"`: {timing["edit_seconds_best"]} s best, '
@@ -233,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"origin": origin(argv), "stream": str(args.stream)}
+    report = {"origin": provenance(["python", "benchmarks/edits.py", *argv])}
+    report["stream"] = str(args.stream)
     print("timing csgaussian edit ...", file=sys.stderr)
     report["timing"] = time_cli(args.stream, args.repeats)
     print("rendering the figures ...", file=sys.stderr)
@@ -241,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     report["load_average"] = os.getloadavg()[0]
     (args.out / "edits.json").write_text(json.dumps(report, indent=2) + "\n")
     write_markdown(args.out, report)
+    write_environment(args.out)
     print(json.dumps(report))
     return 0
 
