@@ -15,6 +15,7 @@ server having sent the highlighted frame. Prints ONE JSON line.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import os
@@ -56,29 +57,24 @@ CPU_TIMES: list[float] = []
 
 def browser_query_seconds(stream: Path) -> float | None:
     """Typing a query into the page to the highlighted frame sent, or None without Chromium."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from viewer.browser import Browser, chromium_path, free_port, wait_for
-    from viewer.test_browser import _enabled, _query_input
-
+    spec = importlib.util.spec_from_file_location("browser", REPO / "tests/viewer/browser.py")
+    browser = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(browser)
+    chromium_path, wait_for = browser.chromium_path, browser.wait_for
     if chromium_path() is None:
         return None
-    viewer = api.viewer(stream, port=free_port())
+    viewer = api.viewer(stream, port=browser.free_port())
     with tempfile.TemporaryDirectory() as profile:
-        page = Browser(chromium_path(), Path(profile), size=(SIDE + 400, SIDE))
+        page = browser.Browser(chromium_path(), Path(profile), size=(SIDE + 400, SIDE))
         try:
             page.call("Page.navigate", url=f"http://127.0.0.1:{viewer.server.get_port()}")
-            wait_for(lambda: viewer.frames_sent > 0 and _enabled(page), 60, "the page")
-            _query_input(page)
+            wait_for(lambda: viewer.frames_sent > 0 and browser.query_enabled(page), 60, "the page")
+            browser.focus_query_box(page)
             started = time.perf_counter()
             page.type_text(QUERIES[0])
-            wait_for(
-                lambda: (
-                    viewer.last_selection is not None and viewer.last_selection.text == QUERIES[0]
-                ),
-                30,
-                "the highlighted frame",
-                step=0.01,
-            )
+            wait_for(lambda: browser.answered(viewer, QUERIES[0]), 30, "the query", step=0.01)
+            selection = viewer.session.selection
+            wait_for(lambda: browser.shows(viewer, selection), 30, "the frame", step=0.01)
             return time.perf_counter() - started
         finally:
             page.close()

@@ -46,11 +46,14 @@ class Viewer:
         self.frames_sent = 0
         self.last_camera: Camera | None = None
         self.last_selection: Selection | None = None
+        self.last_frame: np.ndarray | None = None
+        self.last_error = ""
         """The camera and highlighted selection of the last frame sent."""
         self.last_frame_seconds = float("nan")
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self._wake: dict[int, threading.Event] = {}
         self._stopped = threading.Event()
+        self._actions = threading.Lock()
         self._place_initial_camera()
         self._build_gui()
         self.server.on_client_connect(self._connect)
@@ -119,11 +122,16 @@ class Viewer:
         self.refresh()
 
     def _run(self, action: Callable[[], str]) -> None:
-        try:
-            self.status.content = action()
-        except (QueryError, ValueError, OSError) as err:
-            self.status.content = f"{err}"
-        self.refresh()
+        """Run a GUI action, show its outcome, and render new frames if the picture changed."""
+        with self._actions:  # one at a time: the last keystroke's query reads the final text
+            before = (_highlighted(self.session.selection), len(self.session.edits))
+            try:
+                self.status.content = action()
+            except (QueryError, ValueError, OSError) as err:
+                self.status.content = f"{err}"
+            changed = (_highlighted(self.session.selection), len(self.session.edits)) != before
+        if changed:
+            self.refresh()  # typing a query re-renders only when the highlight changes
 
     def _query(self) -> str:
         selection = self.session.query(self.query_text.value)
@@ -176,19 +184,32 @@ class Viewer:
             wake.clear()
             if client.client_id not in self._wake:  # disconnected
                 return
-            camera = client.camera
-            c2w = np.eye(4)
-            c2w[:3, :3] = vtf.SO3(camera.wxyz).as_matrix()
-            c2w[:3, 3] = camera.position
-            view = pinhole(c2w, camera.fov, camera.aspect, self.session.config.max_side)
-            started = time.perf_counter()
-            frame, selection = self.session.frame(view)
-            self.last_frame_seconds = time.perf_counter() - started
-            client.scene.set_background_image(frame, format="jpeg", jpeg_quality=90)
-            self.last_camera, self.last_selection = view, selection
-            self.frames_sent += 1
+            try:
+                self._send_frame(client)
+            except Exception as err:  # a frame that fails must not end the client's frames
+                self.last_error = f"frame not rendered ({type(err).__name__}: {err})"
+                self.status.content = self.last_error
+
+    def _send_frame(self, client: viser.ClientHandle) -> None:
+        """Render the client's current camera and send the frame as its background image."""
+        camera = client.camera
+        c2w = np.eye(4)
+        c2w[:3, :3] = vtf.SO3(camera.wxyz).as_matrix()
+        c2w[:3, 3] = camera.position
+        view = pinhole(c2w, camera.fov, camera.aspect, self.session.config.max_side)
+        started = time.perf_counter()
+        frame, selection = self.session.frame(view)
+        self.last_frame_seconds = time.perf_counter() - started
+        client.scene.set_background_image(frame, format="jpeg", jpeg_quality=90)
+        self.last_camera, self.last_selection, self.last_frame = view, selection, frame
+        self.frames_sent += 1
 
     def stop(self) -> None:
         """Stop serving."""
         self._stopped.set()
         self.server.stop()
+
+
+def _highlighted(selection: Selection | None) -> tuple[int, ...]:
+    """The codebook leaves a selection highlights (what a frame shows of it)."""
+    return () if selection is None else tuple(selection.leaves)

@@ -110,3 +110,48 @@ class Browser:
         finally:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+FIND_QUERY_BOX = """(() => {
+    const label = [...document.querySelectorAll('*')].find(
+        e => e.children.length === 0 && e.textContent.trim() === 'Query');
+    let node = label;
+    while (node && !node.querySelector('input')) node = node.parentElement;
+    return node ? node.querySelector('input') : null; })()"""
+"""The text input beside the viewer's 'Query' label (viser renders a label per input)."""
+
+
+def hide_notifications(page: Browser) -> None:
+    """Hide viser's pop-up notices (e.g. "software WebGL" in a headless browser): they come and
+    go on their own and would count as changed pixels between screenshots."""
+    page.evaluate(
+        "(() => { const s = document.createElement('style'); s.textContent = "
+        "'.mantine-Notifications-root { display: none !important; }'; "
+        "document.head.appendChild(s); return true; })()"
+    )
+
+
+def focus_query_box(page: Browser) -> None:
+    """Focus the viewer's 'Query' text box."""
+    focused = page.evaluate(
+        f"(() => {{ const box = {FIND_QUERY_BOX}; box.focus(); return true; }})()"
+    )
+    assert focused, "no Query text box on the page"
+
+
+def answered(viewer, text: str) -> bool:
+    """Whether the viewer's selection answers ``text`` (the whole typed query)."""
+    selection = viewer.session.selection
+    return selection is not None and selection.text == text
+
+
+def shows(viewer, selection) -> bool:
+    """Whether the last frame sent highlights ``selection``'s leaves."""
+    shown = viewer.last_selection
+    return shown is not None and shown.leaves == selection.leaves
+
+
+def query_enabled(page: Browser) -> bool:
+    return bool(
+        page.evaluate(f"(() => {{ const box = {FIND_QUERY_BOX}; return box && !box.disabled; }})()")
+    )

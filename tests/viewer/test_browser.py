@@ -7,11 +7,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from csgaussian import api
 from csgaussian.semantics.query import render_selection
 
-from .browser import Browser, chromium_path, free_port, wait_for
+from .browser import (
+    Browser,
+    answered,
+    chromium_path,
+    focus_query_box,
+    free_port,
+    hide_notifications,
+    query_enabled,
+    shows,
+    wait_for,
+)
 
 CHROMIUM = chromium_path()
 CHANGED = 24
@@ -30,23 +41,6 @@ def browser(tmp_path):
     page.close()
 
 
-FIND_QUERY_BOX = """(() => {
-    const label = [...document.querySelectorAll('*')].find(
-        e => e.children.length === 0 && e.textContent.trim() === 'Query');
-    let node = label;
-    while (node && !node.querySelector('input')) node = node.parentElement;
-    return node ? node.querySelector('input') : null; })()"""
-"""The text input beside the viewer's 'Query' label (viser renders a label per input)."""
-
-
-def _query_input(page: Browser) -> None:
-    """Focus the viewer's 'Query' text box."""
-    focused = page.evaluate(
-        f"(() => {{ const box = {FIND_QUERY_BOX}; box.focus(); return true; }})()"
-    )
-    assert focused, "no Query text box on the page"
-
-
 def test_typed_query_highlights_the_object_where_its_mask_is(browser, tiny_run):
     viewer = api.viewer(tiny_run / "stream.csg", port=free_port())
     try:
@@ -55,14 +49,15 @@ def test_typed_query_highlights_the_object_where_its_mask_is(browser, tiny_run):
         browser.call("Page.navigate", url=url)
         wait_for(viewer.ready.is_set, 20, "the semantic layer")
         wait_for(lambda: viewer.frames_sent > 0, 20, "a first frame")
-        wait_for(lambda: _enabled(browser), 10, "enabled query controls")
-        before = _settled(browser)
-        _query_input(browser)
+        wait_for(lambda: query_enabled(browser), 10, "enabled query controls")
+        hide_notifications(browser)
+        before = _displayed(browser, viewer)
+        focus_query_box(browser)
         browser.type_text("floor")
-        wait_for(lambda: viewer.session.selection is not None, 10, "the query's selection")
+        wait_for(lambda: answered(viewer, "floor"), 10, "the query's selection")
         selection = viewer.session.selection
-        wait_for(lambda: viewer.last_selection is selection, 10, "a highlighted frame")
-        after = _settled(browser)
+        wait_for(lambda: shows(viewer, selection), 10, "a highlighted frame")
+        after = _displayed(browser, viewer)
         mask = render_selection(viewer.session.scene.model, viewer.last_camera, selection.slots)
         expected = _to_screen(mask["visible"], after.shape[:2])
         changed = np.abs(after.astype(int) - before.astype(int)).max(-1) > CHANGED
@@ -75,21 +70,21 @@ def test_typed_query_highlights_the_object_where_its_mask_is(browser, tiny_run):
         viewer.stop()
 
 
-def _enabled(page: Browser) -> bool:
-    return bool(
-        page.evaluate(f"(() => {{ const box = {FIND_QUERY_BOX}; return box && !box.disabled; }})()")
-    )
+def _displayed(page: Browser, viewer) -> np.ndarray:
+    """A screenshot once the page shows the server's last frame: on the left half (no panel
+    there) under 2% of the pixels differ from the frame stretched to the page."""
+    shots = []
 
+    def showing() -> bool:
+        shot = page.screenshot()
+        shots.append(shot)
+        height, width = shot.shape[:2]
+        frame = np.asarray(Image.fromarray(viewer.last_frame).resize((width, height)))
+        left = slice(0, width // 2)
+        off = np.abs(shot[:, left].astype(int) - frame[:, left].astype(int)).max(-1) > CHANGED
+        return off.mean() < 0.02
 
-def _settled(page: Browser) -> np.ndarray:
-    """A screenshot once two in a row agree (the latest frame is drawn)."""
-    shots = [page.screenshot()]
-
-    def same() -> bool:
-        shots.append(page.screenshot())
-        return np.abs(shots[-1].astype(int) - shots[-2].astype(int)).max() <= 2
-
-    wait_for(same, 10, "a settled page", step=0.2)
+    wait_for(showing, 10, "the page to show the last frame", step=0.2)
     return shots[-1]
 
 
