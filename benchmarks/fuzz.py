@@ -318,11 +318,12 @@ MUTATORS = (
 
 def _write(sections: list[Section]) -> bytes:
     """The container of ``sections`` with valid checksums: names made unique and printable,
-    base sections first (``write_container``'s rules), at most its section count."""
+    layers in order (``write_container``'s rules), at most its section count."""
     from csgaussian.codec.container import MAX_NAME_LEN, MAX_SECTIONS, write_container
 
     seen: set[str] = set()
-    ordered = sorted(sections, key=lambda s: s[2] != "base")[:MAX_SECTIONS]
+    rank = {"base": 0, "semantic": 1, "edit": 2}
+    ordered = sorted(sections, key=lambda s: rank[s[2]])[:MAX_SECTIONS]
     out, layers = [], {}
     for name, payload, layer in ordered:
         name = "".join(c for c in name if c.isascii() and c.isprintable())[:MAX_NAME_LEN] or "x"
@@ -422,7 +423,7 @@ def decode_case(data: bytes, use: bool = True, max_memory: int | None = None) ->
         return f"refused: {message}"
     if use:
         with torch.no_grad():
-            render_view(scene.model, _camera(scene.model))
+            render_view(scene.model, _camera(scene.model), edit=scene.edit_hook())
             if scene.semantics is not None:
                 scene.semantics.slot_leaves(scene.model)
     return "accepted"

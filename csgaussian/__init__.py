@@ -1,8 +1,14 @@
 """csgaussian: CSGaussian compression and segmentation of 3D Gaussian Splatting, on the CPU."""
 
 from .api import (
+    Duplicate,
+    Extract,
+    Recolor,
+    Remove,
     decode,
     demo,
+    edit,
+    edit_file,
     encode,
     evaluate,
     export,
@@ -12,6 +18,8 @@ from .api import (
     query,
     render,
     render_camera,
+    render_scene,
+    save_edited,
     train,
 )
 from .data import load_scene
@@ -19,7 +27,15 @@ from .data import load_scene
 __version__ = "0.1.0"
 
 __all__ = [
+    "Duplicate",
+    "Extract",
+    "Recolor",
+    "Remove",
     "decode",
+    "edit",
+    "edit_file",
+    "render_scene",
+    "save_edited",
     "demo",
     "encode",
     "evaluate",

@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from .codec.container import StreamError, read_container, section_layers
-from .codec.stream import MIN_SLOT_SHARE, EncodedScene, decode_scene, encode_scene
+from .codec.edit_layer import edit_summary
+from .codec.stream import MIN_SLOT_SHARE, EncodedScene, decode_scene, encode_scene, with_edits
 from .data import load_scene
 from .data.synthetic import ensure_demo_scene
 from .entropy.anchors import AnchorEntropyModel
@@ -38,6 +39,11 @@ from .scene.io import (
 )
 from .scene.rendering import render_view
 from .scene.scaffold import NeuralGaussians, ScaffoldModel
+from .semantics.edits import Duplicate as Duplicate  # re-exported: the edit requests
+from .semantics.edits import EditRequest, resolve
+from .semantics.edits import Extract as Extract
+from .semantics.edits import Recolor as Recolor
+from .semantics.edits import Remove as Remove
 from .semantics.encoders import CachedTextEncoder
 from .semantics.query import QueryConfig, Selection, highlight, render_selection, select
 from .types import Camera, SceneData
@@ -188,11 +194,15 @@ def _finished_stream(run_dir: Path, stream_path: str | Path, min_slot_share: flo
 
 
 def layer_bytes(data: bytes) -> dict[str, int]:
-    """Bytes per layer of a stream; the container's header counts to the base layer."""
+    """Bytes per layer of a stream; the container's header counts to the base layer. An
+    ``edit`` entry is there when the stream has an edit layer."""
     layers = section_layers(data)
     sections = read_container(data, partial_ok=True)
-    semantic = sum(len(p) for name, p in sections.items() if layers[name] == "semantic")
-    return {"base": len(data) - semantic, "semantic": semantic}
+    sizes = {"semantic": 0}
+    for name, payload in sections.items():
+        if layers[name] != "base":
+            sizes[layers[name]] = sizes.get(layers[name], 0) + len(payload)
+    return {"base": len(data) - sum(sizes.values()), **sizes}
 
 
 def decode(stream_path: str | Path, base_only: bool = False) -> Scene:
@@ -224,6 +234,8 @@ def decode_to(stream_path: str | Path, out_dir: str | Path, base_only: bool = Fa
     if scene.semantics is not None:
         report["text_space"] = scene.semantics.text_space
         report["language_entries"] = int(scene.semantics.language.shape[0])
+    if scene.edits:
+        report["edits (not applied to scene.pt / scene.ply)"] = len(scene.edits)
     for index, note in enumerate(scene.notes):
         report[f"note {index + 1}"] = note
     return report
@@ -246,18 +258,25 @@ def render_camera(model: ScaffoldModel, camera: Camera) -> torch.Tensor:
     return render_view(model, camera).image.clamp(0, 1)
 
 
+@torch.no_grad()
+def render_scene(scene: Scene, camera: Camera) -> torch.Tensor:
+    """Render ``camera`` with the scene's edits: ``[H, W, 3]`` in [0, 1]."""
+    return render_view(scene.model, camera, edit=scene.edit_hook()).image.clamp(0, 1)
+
+
 def render(
     source: str | Path, out_dir: str | Path, split: str = "test", data: str | Path | None = None
 ) -> list[Path]:
-    """Render every view of ``split`` to PNG files in ``out_dir``; returns their paths."""
+    """Render every view of ``split`` (with a stream's edits) to PNG files in ``out_dir``;
+    returns their paths."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
     source, out_dir = Path(source), Path(out_dir)
-    model = load_model(source)
+    decoded = load(source, base_only=True)
     scene = _scene_for(source, data)
     paths = []
     for index, view in enumerate(getattr(scene, split)):
-        image = render_camera(model, view.camera)
+        image = render_scene(decoded, view.camera)
         path = out_dir / f"{split}_{index:03d}.png"
         save_png(path, image)
         paths.append(path)
@@ -311,7 +330,7 @@ def query_view(
     if int(index_text) >= len(views):
         raise ValueError(f"--view {view}: the {split} split has {len(views)} views")
     camera = views[int(index_text)].camera
-    masks = render_selection(scene.model, camera, selection.slots)
+    masks = render_selection(scene.model, camera, selection.slots, scene.edit_hook())
     record = {**selection.summary(), "view": view, "mask_pixels": int(masks["visible"].sum())}
     if out_dir is not None:
         out_dir = Path(out_dir)
@@ -321,6 +340,68 @@ def query_view(
     return record
 
 
+def edit(
+    scene: Scene | str | Path,
+    requests: list[EditRequest],
+    config: QueryConfig = QueryConfig(),  # noqa: B008
+) -> Scene:
+    """The scene (or the scene of a ``.csg`` path) with ``requests`` resolved and appended to its
+    edits, e.g. ``edit(scene, [Remove("rubber duck"), Recolor("mug", "#2040ff")])``.
+
+    Each request's text is queried on the decoded scene now; the edit keeps the selected anchor
+    slots (see :mod:`csgaussian.semantics.edits`). The input scene is not changed.
+    """
+    if not isinstance(scene, Scene):
+        scene = decode(scene)
+    edits = resolve(scene, requests, config=config)
+    return Scene(scene.model, scene.semantics, list(scene.notes), [*scene.edits, *edits])
+
+
+def save_edited(scene: Scene, source: str | Path, out_path: str | Path) -> dict[str, Any]:
+    """Write the stream ``source`` with ``scene``'s edit list as ``out_path`` (atomically); the
+    base and semantic layers are copied byte for byte. Returns sizes and the edits."""
+    source = Path(source)
+    try:
+        data = source.read_bytes()
+        edited = with_edits(data, scene.edits)
+    except OSError as err:
+        raise StreamError(f"{source}: cannot read ({err.strerror})") from None
+    except StreamError as err:
+        raise StreamError(f"{source}: {err}") from None
+    write_bytes_atomic(out_path, edited)
+    return {
+        "input_bytes": len(data),
+        "output_bytes": len(edited),
+        "edit_layer_bytes": layer_bytes(edited).get("edit", 0),
+        "edits": edit_summary(scene.edits),
+    }
+
+
+def edit_file(
+    stream_path: str | Path, out_path: str | Path, requests: list[EditRequest]
+) -> dict[str, Any]:
+    """``csgaussian edit``: decode ``stream_path``, apply ``requests`` (after the edits it
+    already holds) and write the edited stream to ``out_path``."""
+    scene = edit(decode(stream_path), requests)
+    return save_edited(scene, stream_path, out_path)
+
+
+VIEWER_INSTALL = "pip install 'csgaussian[viewer]'"
+
+
+def viewer(stream_path: str | Path, port: int = 8080, host: str = "127.0.0.1"):
+    """Start the interactive viewer over a ``.csg`` file; returns the running
+    :class:`csgaussian.viewer.app.Viewer` (``stop()`` ends it). Needs the ``viewer`` extra."""
+    stream_path = Path(stream_path)
+    try:
+        from .viewer.app import Viewer
+    except ImportError as err:
+        missing = f"the viewer needs viser ({err.name} is missing)"
+        raise RunError(f"{missing}: {VIEWER_INSTALL}") from None
+    decode(stream_path, base_only=True)  # refuse a bad file before serving anything
+    return Viewer(stream_path, lambda base_only: decode(stream_path, base_only), host, port)
+
+
 def evaluate(
     source: str | Path,
     data: str | Path | None = None,
@@ -328,10 +409,10 @@ def evaluate(
     queries: str | Path | None = None,
     text_features: str | Path | None = None,
 ) -> dict[str, Any]:
-    """PSNR, SSIM, LPIPS (null unless its weights are on disk) and sizes on the test views;
-    with a semantic layer and segmentation ground truth, mIoU and acc under every protocol.
-    ``text_features`` (a ``{text: vector}`` JSON cache) embeds the queries instead of the
-    stream's encoder.
+    """PSNR, SSIM, LPIPS (null unless its weights are on disk) and sizes on the test views (a
+    stream's edits rendered); with a semantic layer and segmentation ground truth, mIoU and acc
+    under every protocol (of the unedited scene). ``text_features`` (a ``{text: vector}`` JSON
+    cache) embeds the queries instead of the stream's encoder.
     """
     source = Path(source)
     scene = load(source)
@@ -341,7 +422,7 @@ def evaluate(
     preds, counts = [], []
     with torch.no_grad():
         for view in data_scene.test:
-            rendered = render_view(model, view.camera)
+            rendered = render_view(model, view.camera, edit=scene.edit_hook())
             preds.append(rendered.image.clamp(0, 1))
             counts.append(rendered.gaussians.means.shape[0])
     seconds = time.perf_counter() - started

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from rich.table import Table
 from . import api
 from .codec.budget import DEFAULT_MAX_MEMORY, memory_limit
 from .progress import summary_table
+from .semantics.edits import parse_color, parse_offset
 from .semantics.encoders import ENCODERS
 from .semantics.features import LEVELS
 
@@ -135,12 +137,85 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("source", type=Path, help="run directory or .csg stream")
     export.add_argument("-o", "--output", type=Path, required=True, help="PLY file to write")
 
+    edit = commands.add_parser(
+        "edit", help="remove / extract / duplicate / recolour objects named by text"
+    )
+    edit.add_argument("stream", type=Path, help=".csg file with a semantic layer")
+    edit.add_argument("-o", "--output", type=Path, required=True, help="edited .csg to write")
+    for flag, what in EDIT_FLAGS.items():
+        edit.add_argument(
+            flag, metavar="TEXT", dest="edits", action=_EditAction, default=[], help=what
+        )
+    edit.add_argument(
+        "--offset",
+        metavar="X,Y,Z",
+        dest="edits",
+        action=_EditAction,
+        help="world-space offset of the preceding --duplicate",
+    )
+    edit.add_argument(
+        "--color",
+        metavar="#RRGGBB",
+        dest="edits",
+        action=_EditAction,
+        help="target colour of the preceding --recolor",
+    )
+
+    view = commands.add_parser("view", help="serve an interactive viewer page for a .csg file")
+    view.add_argument("stream", type=Path, help=".csg file")
+    view.add_argument("--port", type=int, default=8080, help="port to serve on (8080)")
+    view.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+
     demo = commands.add_parser("demo", help="generate the built-in scene, train, evaluate, export")
     demo.add_argument("-o", "--output", type=Path, default=Path("csgaussian-demo"))
     demo.add_argument("--preset", default="quick", help="tiny, quick, paper or paper-table1")
     demo.add_argument("--iterations", type=int, help="override the preset's iteration count")
     demo.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
     return parser
+
+
+EDIT_FLAGS = {
+    "--remove": "remove the object TEXT names (repeatable; edits apply in the order given)",
+    "--extract": "keep only the object TEXT names",
+    "--duplicate": "add a copy of the object TEXT names, moved by the following --offset",
+    "--recolor": "give the object TEXT names the hue of the following --color",
+}
+
+
+class _EditAction(argparse.Action):
+    """Collects the edit options in command-line order: ``[flag, text, value]`` lists, where
+    ``--offset`` / ``--color`` fill the value of the preceding ``--duplicate`` / ``--recolor``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        edits = list(getattr(namespace, self.dest) or [])
+        if option_string in ("--offset", "--color"):
+            wants = "--duplicate" if option_string == "--offset" else "--recolor"
+            if not edits or edits[-1][0] != wants or edits[-1][2] is not None:
+                parser.error(f"{option_string} must follow a {wants} TEXT")
+            edits[-1] = [wants, edits[-1][1], values]
+        else:
+            edits.append([option_string, values, None])
+        setattr(namespace, self.dest, edits)
+
+
+def _edit_requests(edits: list[list]) -> list[api.EditRequest]:
+    """The API's requests for the collected edit options; ValueError names a missing value."""
+    requests: list[api.EditRequest] = []
+    for flag, text, value in edits:
+        if flag in ("--duplicate", "--recolor") and value is None:
+            follow = "--offset X,Y,Z" if flag == "--duplicate" else "--color #RRGGBB"
+            raise ValueError(f"{flag} {text!r} needs {follow} after it")
+        if flag == "--remove":
+            requests.append(api.Remove(text))
+        elif flag == "--extract":
+            requests.append(api.Extract(text))
+        elif flag == "--duplicate":
+            requests.append(api.Duplicate(text, parse_offset(value)))
+        else:
+            requests.append(api.Recolor(text, parse_color(value)))
+    if not requests:
+        raise ValueError("no edit given (--remove, --extract, --duplicate or --recolor)")
+    return requests
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
@@ -211,6 +286,21 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     elif args.command == "export":
         count = api.export(args.source, args.output)
         console.print(f"wrote {count} Gaussians to {args.output}")
+    elif args.command == "edit":
+        report = api.edit_file(args.stream, args.output, _edit_requests(args.edits))
+        print(json.dumps(report))
+        console.print(
+            f"wrote {args.output}: {report['output_bytes']} bytes ({report['input_bytes']} in, "
+            f"edit layer {report['edit_layer_bytes']})"
+        )
+    elif args.command == "view":
+        running = api.viewer(args.stream, port=args.port, host=args.host)
+        console.print(f"viewer of {args.stream} on http://{args.host}:{args.port} (Ctrl-C stops)")
+        try:
+            while True:
+                time.sleep(1.0)
+        finally:
+            running.stop()
     elif args.command == "demo":
         report = api.demo(
             args.output, preset=args.preset, iterations=args.iterations, encoder=args.encoder
@@ -287,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # DataError, RunError, StreamError are ValueErrors
         return _error(args.command, str(err))
     except KeyboardInterrupt:
-        print(f"csgaussian {args.command}: interrupted (resume with --resume)", file=sys.stderr)
+        hint = "" if args.command == "view" else " (resume with --resume)"
+        print(f"csgaussian {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as err:  # last resort: the readers should have said what was wrong
         message = f"internal error ({type(err).__name__}: {err})"

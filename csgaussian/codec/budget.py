@@ -191,6 +191,20 @@ def semantic_memory(
     )
 
 
+EDIT_BYTES_PER_SLOT = 16
+"""One edit's selection: the decoded flag (bool), its coder's int32 symbol and float64 P(1)."""
+
+
+def edit_memory(n_edits: int, n_anchors: int, n_offsets: int) -> Need:
+    """Bytes decoding an edit list of ``n_edits`` selections over ``[n_anchors, n_offsets]``
+    slots needs (the selections are held; one is decoded at a time)."""
+    slots = n_anchors * n_offsets
+    return Need(
+        held={"edit selections": n_edits * slots},
+        working={"edit decoding": slots * EDIT_BYTES_PER_SLOT},
+    )
+
+
 def check_memory(need: Need, limit: int) -> None:
     """Refuse (StreamError) a decoding whose peak ``need`` exceeds ``limit`` bytes."""
     total = need.total

@@ -7,14 +7,15 @@ Layout (little-endian)::
     flags      u16  reserved, 0
     n_sections u16
     per section:
-        name_len u8, name ascii[name_len], layer u8 (0 base, 1 semantic),
+        name_len u8, name ascii[name_len], layer u8 (0 base, 1 semantic, 2 edit),
         length u64 (payload bytes), crc u32 (zlib.crc32 of the payload)
     header_crc u32  zlib.crc32 of every byte above
     payloads, in table order
 
-Progressive reading (METHOD §6): all base-layer sections precede all semantic-layer sections
-(``write_container`` enforces it). A file cut inside the semantic layer still holds a complete,
-checksummed base layer; ``read_container(..., partial_ok=True)`` returns the base sections then.
+Progressive reading (METHOD §6): the layers come in order, base, semantic, then edit (a
+receiver's edit list, :mod:`csgaussian.codec.edit_layer`); ``write_container`` enforces it. A file
+cut inside a later layer still holds complete, checksummed earlier layers;
+``read_container(..., partial_ok=True)`` returns the sections of the layers before the cut then.
 A cut inside the base layer, any checksum mismatch and any malformed header are always errors.
 """
 
@@ -25,7 +26,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-Layer = Literal["base", "semantic"]
+Layer = Literal["base", "semantic", "edit"]
 
 MAGIC = b"CSGS"
 FORMAT_VERSION = 2
@@ -33,7 +34,7 @@ FORMAT_VERSION = 2
 Readers accept only their own version (nothing older was released)."""
 MAX_SECTIONS = 64
 MAX_NAME_LEN = 32
-_LAYER_CODES: dict[str, int] = {"base": 0, "semantic": 1}
+_LAYER_CODES: dict[str, int] = {"base": 0, "semantic": 1, "edit": 2}
 _LAYER_NAMES = {v: k for k, v in _LAYER_CODES.items()}
 _FIXED = struct.Struct("<4sHHH")
 _ENTRY = struct.Struct("<BQI")  # layer, length, crc (after the name)
@@ -58,8 +59,8 @@ def write_container(
 
     Args:
         sections: (name, payload) in stream order; names unique.
-        layers: name -> "base" | "semantic"; unlisted sections are "base". Base sections must all
-            come before semantic ones.
+        layers: name -> "base" | "semantic" | "edit"; unlisted sections are "base". The layers
+            must come in that order.
 
     Returns:
         The stream bytes.
@@ -72,7 +73,7 @@ def write_container(
         raise ValueError(f"layers given for unknown sections {sorted(unknown)}")
     header = bytearray(_FIXED.pack(MAGIC, FORMAT_VERSION, 0, len(sections)))
     seen: set[str] = set()
-    seen_semantic = False
+    last_layer = "base"
     for name, payload in sections:
         raw = _check_name(name)
         if name in seen:
@@ -81,9 +82,9 @@ def write_container(
         layer = layers.get(name, "base")
         if layer not in _LAYER_CODES:
             raise ValueError(f"unknown layer '{layer}' for section '{name}'")
-        if layer == "base" and seen_semantic:
-            raise ValueError(f"base section '{name}' after a semantic section")
-        seen_semantic |= layer == "semantic"
+        if _LAYER_CODES[layer] < _LAYER_CODES[last_layer]:
+            raise ValueError(f"{layer} section '{name}' after a {last_layer} section")
+        last_layer = layer
         header += bytes([len(raw)]) + raw
         header += _ENTRY.pack(_LAYER_CODES[layer], len(payload), zlib.crc32(payload))
     header += _CRC.pack(zlib.crc32(header))
@@ -137,9 +138,12 @@ def _parse_table(data: bytes) -> tuple[list[tuple[str, str, int, int]], int]:
     names = [t[0] for t in table]
     if len(set(names)) != len(names):
         raise StreamError("duplicate section names in section table")
-    layer_seq = [t[1] for t in table]
-    if "semantic" in layer_seq and "base" in layer_seq[layer_seq.index("semantic") :]:
-        raise StreamError("base section after a semantic section in section table")
+    codes = [_LAYER_CODES[t[1]] for t in table]
+    for i in range(1, len(codes)):
+        if codes[i] < codes[i - 1]:
+            raise StreamError(
+                f"{table[i][1]} section after a {table[i - 1][1]} section in section table"
+            )
     return table, pos + _CRC.size
 
 
@@ -148,8 +152,8 @@ def read_container(data: bytes, *, partial_ok: bool = False) -> dict[str, bytes]
 
     Args:
         data: the stream (or a prefix of it).
-        partial_ok: accept a stream cut inside its semantic layer and return its base sections
-            (the semantic sections are then absent from the result).
+        partial_ok: accept a stream cut after its base layer and return the sections of the
+            layers before the cut (the cut layer's and later layers' sections are absent).
 
     Returns:
         name -> payload, in stream order.
@@ -164,8 +168,9 @@ def read_container(data: bytes, *, partial_ok: bool = False) -> dict[str, bytes]
     for name, layer, length, crc in table:
         remain = len(data) - pos
         if length > remain:
-            if partial_ok and layer == "semantic":
-                return {n: out[n] for n, lay, _, _ in table if lay == "base"}
+            if partial_ok and layer != "base":
+                cut = _LAYER_CODES[layer]
+                return {n: out[n] for n, lay, _, _ in table if _LAYER_CODES[lay] < cut}
             raise StreamError(
                 f"truncated stream: section '{name}' needs {length} bytes, {remain} remain"
             )

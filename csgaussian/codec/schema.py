@@ -24,6 +24,7 @@ from ..entropy.anchors import RateConfig
 from ..entropy.hashgrid import HashGridConfig
 from ..entropy.hyperprior import INRConfig, MLPConfig
 from ..entropy.quantize import QuantizationConfig
+from ..scene.edits import EDIT_KINDS
 from ..scene.scaffold import AnchorGrid, ScaffoldConfig
 from ..semantics.field import SemanticConfig, SemanticRateConfig
 from .container import StreamError
@@ -129,6 +130,34 @@ class IntTuple:
         return tuple(item.parse(v, f"{path}[{i}]") for i, v in enumerate(value))
 
 
+@dataclass(frozen=True)
+class FloatTuple:
+    """A list of exactly ``length`` finite numbers, each in ``[lo, hi]``; parsed to a tuple."""
+
+    length: int
+    lo: float
+    hi: float
+
+    def parse(self, value: Any, path: str) -> tuple[float, ...]:
+        if type(value) is not list or len(value) != self.length:
+            raise SchemaError(path, value, f"is not a list of {self.length} numbers")
+        item = Float(self.lo, self.hi)
+        return tuple(item.parse(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+
+@dataclass(frozen=True)
+class List:
+    """A list of at most ``max_len`` items of ``item``; parsed to a list."""
+
+    item: Spec
+    max_len: int
+
+    def parse(self, value: Any, path: str) -> list[Any]:
+        if type(value) is not list or len(value) > self.max_len:
+            raise SchemaError(path, value, f"is not a list of <= {self.max_len} items")
+        return [self.item.parse(v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+
 Check = tuple[Callable[[dict[str, Any]], bool], str]
 
 
@@ -171,7 +200,7 @@ def _names(keys: list[str]) -> str:
     return shown + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
 
 
-Spec = Int | Float | Bool | Str | IntTuple | Record
+Spec = Int | Float | Bool | Str | IntTuple | FloatTuple | List | Record
 
 
 def table(cls: type, checks: tuple[Check, ...] = (), **specs: Spec) -> Record:
@@ -308,5 +337,26 @@ SEMANTIC_META = Record(
         "language_dim": Int(1, 4096),
         "n_entries": Int(0, 32767),  # leaf -> entry indices are int16; -1 is "no entry"
         "codebook": CODEBOOK,
+    }
+)
+
+MAX_EDITS = 64
+"""Most edits one stream's edit list may hold (each stores a selection of the anchor slots)."""
+EDIT_OP_TEXT = 256
+"""Most characters of the query text an edit records (informative)."""
+EDIT_OP = Record(
+    {
+        "kind": Str(choices=EDIT_KINDS),
+        "text": Str(max_len=EDIT_OP_TEXT),
+        "offset": FloatTuple(3, -1e9, 1e9),
+        "color": IntTuple(3, 0, 255),
+    }
+)
+EDIT_META = Record(
+    {
+        "version": Int(0, 1 << 16),
+        "n_anchors": Int(1, MAX_POINTS),
+        "n_offsets": Int(1, 64),
+        "edits": List(EDIT_OP, MAX_EDITS),
     }
 )

@@ -22,9 +22,12 @@ import torch
 
 from ..entropy.anchors import GROUP_PARAMETERS, AnchorEntropyModel, RateConfig, offset_channels
 from ..scene.decoded import Scene
+from ..scene.edits import SceneEdit
 from ..scene.scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
 from . import budget, schema
 from .container import StreamError, read_container, section_layers, write_container
+from .edit_layer import SECTION as EDIT_SECTION
+from .edit_layer import decode_edits, encode_edit_layer, read_edit_meta
 from .flags import decode_flags, encode_flags
 from .hyperprior import hyperprior_params, pack_hyperprior, unpack_hyperprior
 from .octree import canonical_order, decode_positions, encode_positions, positions_header
@@ -148,7 +151,8 @@ def decode_scene(data: bytes, base_only: bool = False, max_memory: int | None = 
 
     The base layer is always decoded. The semantic layer is decoded unless ``base_only``; a file
     cut inside it, or one whose semantic layer this build does not know, decodes as a base-only
-    scene whose ``notes`` say why.
+    scene whose ``notes`` say why. The edit layer (:mod:`csgaussian.codec.edit_layer`) is read
+    in either case (its selections need no semantics); a cut or unknown one is left out, noted.
 
     Every metadata field is checked against its schema (:mod:`csgaussian.codec.schema`) and the
     memory the decoding needs is computed from them before anything is allocated: a file that
@@ -172,11 +176,37 @@ def decode_scene(data: bytes, base_only: bool = False, max_memory: int | None = 
             need = need | semantic_meta.memory(meta.n_anchors, meta.config)
         else:
             notes.append(semantic_meta.note)
+    edit_meta, edit_notes = read_edit_meta(
+        sections, layers, meta.n_anchors, meta.config.n_offsets
+    )
+    notes += edit_notes
+    if edit_meta is not None:
+        need = need | edit_meta.memory()
     budget.check_memory(need, limit)
     model = _decode_base(sections, meta)
-    if semantic_meta is None or not semantic_meta.known:
-        return Scene(model, notes=notes)
-    return Scene(model, decode_semantic_layer(sections, model, semantic_meta), notes)
+    edits = [] if edit_meta is None else decode_edits(sections, edit_meta)
+    semantics = None
+    if semantic_meta is not None and semantic_meta.known:
+        semantics = decode_semantic_layer(sections, model, semantic_meta)
+    return Scene(model, semantics, notes, edits)
+
+
+def with_edits(data: bytes, edits: list[SceneEdit]) -> bytes:
+    """The stream ``data`` with its edit layer replaced by ``edits`` (none: no edit layer).
+
+    The base and semantic layers' sections are copied through byte for byte; nothing is
+    re-encoded. The stream must be whole (edits are appended after its last layer).
+    """
+    sections = read_container(data)
+    layers = section_layers(data)
+    meta = _read_meta(sections, layers)
+    kept = [(name, payload) for name, payload in sections.items() if layers[name] != "edit"]
+    kept_layers = {name: layers[name] for name, _ in kept}
+    if edits:
+        payload = encode_edit_layer(edits, meta.n_anchors, meta.config.n_offsets)
+        kept.append((EDIT_SECTION, payload))
+        kept_layers[EDIT_SECTION] = "edit"
+    return write_container(kept, kept_layers)
 
 
 def _decode_base(sections: dict[str, bytes], meta: BaseMeta) -> ScaffoldModel:

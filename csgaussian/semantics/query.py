@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..eval.segmentation import SILHOUETTE_ALPHA, VISIBLE_SHARE
 from ..scene.decoded import Scene
-from ..scene.rendering import render_view
+from ..scene.rendering import GaussianEdit, render_view
 from ..scene.scaffold import NeuralGaussians, ScaffoldModel
 from ..types import Camera
 from .encoders import TextEncoder, get_text_encoder
@@ -131,15 +131,21 @@ def _selected(gaussians: NeuralGaussians, slots: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def render_selection(model: ScaffoldModel, camera: Camera, slots: Tensor) -> dict[str, Tensor]:
-    """Masks of a selection in one view, under both protocols, and the full render.
+def render_selection(
+    model: ScaffoldModel, camera: Camera, slots: Tensor, edit: GaussianEdit | None = None
+) -> dict[str, Tensor]:
+    """Masks of a selection in one view, under both protocols, and the full render (after
+    ``edit``, e.g. a scene's edits, when given).
 
     Returns ``image`` [H, W, 3], ``visible`` [H, W] bool (the selected Gaussians hold most of
     the pixel's weight in the full scene) and ``silhouette`` [H, W] bool (the selection rendered
     alone has alpha > 0.7: occluded parts count).
     """
-    full = render_view(model, camera, extra=lambda g: _selected(g, slots).float()[:, None])
-    alone = render_view(model, camera, edit=lambda g: g.subset(_selected(g, slots)))
+    edit = edit or (lambda g: g)
+    full = render_view(
+        model, camera, extra=lambda g: _selected(g, slots).float()[:, None], edit=edit
+    )
+    alone = render_view(model, camera, edit=lambda g: (e := edit(g)).subset(_selected(e, slots)))
     return {
         "image": full.image.clamp(0, 1),
         "visible": full.extra[..., 0] > VISIBLE_SHARE,

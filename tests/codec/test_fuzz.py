@@ -77,6 +77,7 @@ def _sections_reached(outcomes: list[str]) -> set[str]:
         "weights": ("weights", "hyperprior section"),
         "attributes": ("attributes",),
         "semantic": ("semantic codebook", "semantic language", "semantic weights"),
+        "edits": ("edit",),
     }
     return {
         reader
@@ -92,6 +93,16 @@ def test_crafted_variants_of_a_trained_stream(tiny_run, seed, cases):
     assert not failures, f"{len(failures)} of {cases} cases escaped:\n" + "\n".join(failures)
     assert len(_sections_reached(outcomes)) >= 6, _sections_reached(outcomes)
     assert any(o == "accepted" for o in outcomes)  # harmless changes still decode
+
+
+def test_crafted_variants_of_an_edited_stream(tiny_run, tmp_path):
+    from csgaussian import api
+
+    scene = api.edit(api.decode(tiny_run / "stream.csg"), [api.Duplicate("floor", (0.5, 0, 0))])
+    api.save_edited(scene, tiny_run / "stream.csg", tmp_path / "edited.csg")
+    outcomes, failures = _campaign((tmp_path / "edited.csg").read_bytes(), 3, 80)
+    assert not failures, "\n".join(failures)
+    assert "edits" in _sections_reached(outcomes)
 
 
 def test_crafted_variants_of_the_golden_stream():

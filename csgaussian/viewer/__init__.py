@@ -1,0 +1,1 @@
+"""The interactive viewer (``csgaussian view``): a viser page over a decoded stream."""
