@@ -176,9 +176,7 @@ def decode_scene(data: bytes, base_only: bool = False, max_memory: int | None = 
             need = need | semantic_meta.memory(meta.n_anchors, meta.config)
         else:
             notes.append(semantic_meta.note)
-    edit_meta, edit_notes = read_edit_meta(
-        sections, layers, meta.n_anchors, meta.config.n_offsets
-    )
+    edit_meta, edit_notes = read_edit_meta(sections, layers, meta.n_anchors, meta.config.n_offsets)
     notes += edit_notes
     if edit_meta is not None:
         need = need | edit_meta.memory()
