@@ -412,7 +412,7 @@ def export(
     config = ExportConfig(sh_degree=sh_degree)
     if fit_iterations is not None:
         config = replace(config, fit_iterations=fit_iterations)
-    scene = load(source, base_only=select is None)
+    scene = load(source)
     return export_scene(scene, Path(out_path), config, select, quiet)
 
 

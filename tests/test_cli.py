@@ -45,13 +45,16 @@ def test_export_writes_a_standard_ply_and_a_splat(tiny_run, tmp_path, capsys):
     assert main(["export", stream, "-o", str(tmp_path / "s.ply"), *fast]) == 0
     ply = read_gaussians_ply(tmp_path / "s.ply")
     assert ply["opacities"].min() > 0 and ply["sh"].shape[1] == 16
+    assert "instance_id" in ply and "semantic" in ply  # the stream has a semantic layer
+    assert "instance_id" not in read_gaussians_ply(tmp_path / "run.ply")  # stage 1 has none
     assert main(["export", stream, "-o", str(tmp_path / "s.splat"), *fast]) == 0
     assert (tmp_path / "s.splat").stat().st_size == 32 * ply["means"].shape[0]
     capsys.readouterr()
     assert main(["export", stream, "-o", str(tmp_path / "s.obj"), *fast]) == 2
     assert "unknown export format" in capsys.readouterr().err
     assert main(["export", stream, "-o", str(tmp_path / "s.ply"), "--sh-degree", "4"]) == 2
-    assert main(["export", stream, "-o", str(tmp_path / "o.ply"), "--select", "qqq zzz"]) == 2
+    query = ["--select", "qqq zzz", "--fit-iterations", "2000"]  # refused before any fitting
+    assert main(["export", stream, "-o", str(tmp_path / "o.ply"), *query]) == 2
     assert "matches no object" in capsys.readouterr().err
 
 

@@ -51,20 +51,21 @@ def export_scene(
         raise ValueError(f"{path}: unknown export format (use {' or '.join(FORMATS)})")
     if path.suffix == ".splat":
         config = replace(config, sh_degree=0)  # the layout holds the DC colour only
-    started = time.perf_counter()
-    gaussians = fit_export(scene.model, config, quiet)
-    fit_seconds = time.perf_counter() - started
-    report: dict[str, Any] = {"fit_seconds": round(fit_seconds, 1)}
-    if select_text is not None:
+    report: dict[str, Any] = {}
+    selection = None
+    if select_text is not None:  # before the fit: a query that matches nothing fails fast
         selection = select(scene, select_text)
         if not selection.matched:
             raise QueryError(
                 f"'{select_text}' matches no object (best score {selection.best_score:.2f})"
             )
-        gaussians = gaussians.subset(
-            selection.slots[gaussians.anchor_index, gaussians.offset_index]
-        )
         report["selected"] = selection.summary()
+    started = time.perf_counter()
+    gaussians = fit_export(scene.model, config, quiet)
+    report["fit_seconds"] = round(time.perf_counter() - started, 1)
+    if selection is not None:
+        slot = (gaussians.anchor_index, gaussians.offset_index)
+        gaussians = gaussians.subset(selection.slots[slot])
     g = gaussians
     if path.suffix == ".splat":
         write_splat(path, g.means, g.scales, g.quats, g.opacities, g.sh[:, 0])
