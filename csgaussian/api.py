@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from .entropy.anchors import AnchorEntropyModel
 from .eval.metrics import evaluate_images, load_lpips
 from .fileio import atomic_write, write_bytes_atomic
 from .ply import write_gaussians_ply
+from .render.sh import MAX_SH_DEGREE
 from .scene.decoded import Scene
 from .scene.io import (
     RUN_INFO_NAME,
@@ -469,23 +471,33 @@ def static_gaussians(model: ScaffoldModel, eye: torch.Tensor) -> NeuralGaussians
     return model.spawn(torch.arange(model.n_anchors), eye)
 
 
-def export(source: str | Path, ply_path: str | Path) -> int:
-    """Write the scene as a standard 3DGS PLY; returns the number of Gaussians.
+def export(
+    source: str | Path,
+    out_path: str | Path,
+    select: str | None = None,
+    sh_degree: int = 3,
+    fit_iterations: int | None = None,
+    quiet: bool = True,
+) -> dict[str, Any]:
+    """Write the scene as a standard 3DGS PLY (``.ply``) or web ``.splat`` file.
 
-    Scaffold-GS colours and shapes depend on the view; the export evaluates the MLPs from the
-    mean training-camera centre when the run's dataset is readable, else from the scene's
-    anchor centroid lifted by its extent.
+    Scaffold-GS colours and shapes depend on the view; the export fits one Gaussian per drawn
+    anchor slot, with SH colours of degree ``sh_degree``, to renders of the decoded model from
+    sampled cameras (:mod:`csgaussian.export.fit`). ``select`` keeps only the object a text
+    names (the scene needs a semantic layer). Returns a JSON-ready report.
     """
-    source = Path(source)
-    model = load_model(source)
-    try:
-        scene = _scene_for(source, None)
-        eye = torch.stack([view.camera.center for view in scene.train]).mean(0)
-    except (RunError, ValueError):
-        eye = _default_eye(model)
-    g = static_gaussians(model, eye)
-    write_gaussians_ply(Path(ply_path), g.means, g.scales, g.quats, g.opacities, g.colors)
-    return int(g.means.shape[0])
+    from .export.fit import ExportConfig
+    from .export.scene import export_scene
+
+    if not 0 <= sh_degree <= MAX_SH_DEGREE:
+        raise ValueError(f"--sh-degree must be 0-{MAX_SH_DEGREE}, got {sh_degree}")
+    if fit_iterations is not None and fit_iterations < 0:
+        raise ValueError(f"--fit-iterations must be >= 0, got {fit_iterations}")
+    config = ExportConfig(sh_degree=sh_degree)
+    if fit_iterations is not None:
+        config = replace(config, fit_iterations=fit_iterations)
+    scene = load(source)
+    return export_scene(scene, Path(out_path), config, select, quiet)
 
 
 def _default_eye(model: ScaffoldModel) -> torch.Tensor:
@@ -502,6 +514,9 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 DEMO_QUERY = "a red ball"
 """The demo's closing query: a paraphrase of one of the built-in scene's object names ("red
 ball", see ``csgaussian.data.synthetic_geometry.default_objects``)."""
+DEMO_EXPORT_FIT_ITERATIONS = 0
+"""The demo writes the export's closed-form SH fit (its starting values, no Adam steps); the
+2,000-step fit of ``csgaussian export`` would take about as long as the demo's training."""
 
 
 def demo(
@@ -521,7 +536,9 @@ def demo(
     stream_path = out_dir / "scene.csg"
     encoded = encode(run_dir, stream_path)
     decoded = evaluate(stream_path, scene_dir)
-    n_exported = export(run_dir, out_dir / "scene.ply")
+    n_exported = export(
+        run_dir, out_dir / "scene.ply", fit_iterations=DEMO_EXPORT_FIT_ITERATIONS, quiet=True
+    )["gaussians"]
     renders = render(stream_path, out_dir / "renders", data=scene_dir)
     closing = query_view(stream_path, DEMO_QUERY, scene_dir, "test:0", out_dir / "query")
     layers = layer_bytes(encoded.data)

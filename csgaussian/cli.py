@@ -133,9 +133,20 @@ def _parser() -> argparse.ArgumentParser:
     decode.add_argument("--base-only", action="store_true", help="skip the semantic layer")
     decode.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
-    export = commands.add_parser("export", help="write a standard 3DGS PLY")
+    export = commands.add_parser(
+        "export", help="write a standard 3DGS PLY or .splat (SH colours fitted to the scene)"
+    )
     export.add_argument("source", type=Path, help="run directory or .csg stream")
-    export.add_argument("-o", "--output", type=Path, required=True, help="PLY file to write")
+    export.add_argument(
+        "-o", "--output", type=Path, required=True, help="file to write: .ply or .splat"
+    )
+    export.add_argument("--select", help="export only the object this text names")
+    export.add_argument("--sh-degree", type=int, default=3, help="SH degree of the colours (3)")
+    export.add_argument(
+        "--fit-iterations", type=int, help="steps of the SH fit (default 2000; 0: no fit)"
+    )
+    export.add_argument("--quiet", action="store_true", help="no progress display")
+    export.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
     edit = commands.add_parser(
         "edit", help="remove / extract / duplicate / recolour objects named by text"
@@ -284,8 +295,18 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         report = api.decode_to(args.stream, args.output, base_only=args.base_only)
         console.print(summary_table(f"decoded {args.stream}", report))
     elif args.command == "export":
-        count = api.export(args.source, args.output)
-        console.print(f"wrote {count} Gaussians to {args.output}")
+        report = api.export(
+            args.source,
+            args.output,
+            select=args.select,
+            sh_degree=args.sh_degree,
+            fit_iterations=args.fit_iterations,
+            quiet=args.quiet,
+        )
+        selected = report.pop("selected", None)
+        if selected is not None:
+            report["selected"] = f"{selected['text']} (entries {selected['entries']})"
+        console.print(summary_table(f"exported {args.output}", report))
     elif args.command == "edit":
         report = api.edit_file(args.stream, args.output, _edit_requests(args.edits))
         print(json.dumps(report))

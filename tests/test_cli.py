@@ -38,9 +38,24 @@ def test_encode_decode_render_and_eval_from_the_stream(tiny_run, tiny_scene, tmp
     assert abs(decoded["psnr"] - trained["psnr"]) < 1.5
 
 
-def test_export_writes_a_standard_ply(tiny_run, tmp_path):
-    assert main(["export", str(tiny_run), "-o", str(tmp_path / "s.ply")]) == 0
-    assert read_gaussians_ply(tmp_path / "s.ply")["opacities"].min() > 0
+def test_export_writes_a_standard_ply_and_a_splat(tiny_run, tmp_path, capsys):
+    fast = ["--fit-iterations", "5", "--quiet"]
+    assert main(["export", str(tiny_run), "-o", str(tmp_path / "run.ply"), *fast]) == 0
+    stream = str(tiny_run / "stream.csg")
+    assert main(["export", stream, "-o", str(tmp_path / "s.ply"), *fast]) == 0
+    ply = read_gaussians_ply(tmp_path / "s.ply")
+    assert ply["opacities"].min() > 0 and ply["sh"].shape[1] == 16
+    assert "instance_id" in ply and "semantic" in ply  # the stream has a semantic layer
+    assert "instance_id" not in read_gaussians_ply(tmp_path / "run.ply")  # stage 1 has none
+    assert main(["export", stream, "-o", str(tmp_path / "s.splat"), *fast]) == 0
+    assert (tmp_path / "s.splat").stat().st_size == 32 * ply["means"].shape[0]
+    capsys.readouterr()
+    assert main(["export", stream, "-o", str(tmp_path / "s.obj"), *fast]) == 2
+    assert "unknown export format" in capsys.readouterr().err
+    assert main(["export", stream, "-o", str(tmp_path / "s.ply"), "--sh-degree", "4"]) == 2
+    query = ["--select", "qqq zzz", "--fit-iterations", "2000"]  # refused before any fitting
+    assert main(["export", stream, "-o", str(tmp_path / "o.ply"), *query]) == 2
+    assert "matches no object" in capsys.readouterr().err
 
 
 def test_bad_inputs_end_in_one_line_naming_the_file(tmp_path, capsys):

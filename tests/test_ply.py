@@ -39,7 +39,8 @@ def test_round_trip_within_float32_precision(tmp_path: Path, gaussians) -> None:
     path = tmp_path / "scene.ply"
     write_gaussians_ply(path, **gaussians)
     back = read_gaussians_ply(path)
-    assert set(back) == set(gaussians)
+    assert set(back) == set(gaussians) | {"sh"}
+    torch.testing.assert_close(back["sh"][:, 0], (gaussians["rgb"] - 0.5) / C0)
     for name, value in gaussians.items():
         assert back[name].dtype == torch.float32
         torch.testing.assert_close(back[name], value, rtol=1e-5, atol=1e-6, msg=name)
@@ -187,3 +188,26 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
     assert path.read_bytes() == b"abc"
+
+
+def test_sh_round_trip_and_3dgs_channel_major_f_rest(tmp_path: Path, gaussians) -> None:
+    """Degree-3 SH and extra columns read back exactly; ``f_rest_*`` follow ``f_dc_2`` and hold
+    red's 15 coefficients, then green's, then blue's (3DGS ``save_ply``)."""
+    gen = torch.Generator().manual_seed(1)
+    n = gaussians["means"].shape[0]
+    sh = torch.randn(n, 16, 3, generator=gen)
+    extras = {"instance_id": np.arange(n, dtype=np.int32) - 1, "sem_0": np.ones(n, np.float32)}
+    path = tmp_path / "sh.ply"
+    fields = {k: v for k, v in gaussians.items() if k != "rgb"}
+    ply_module.write_sh_ply(path, **fields, sh=sh, extras=extras)
+    names = [p.name for p in PlyData.read(str(path))["vertex"].properties]
+    assert names[:9] == EXPECTED_PROPERTIES[:9] and names[9] == "f_rest_0"
+    assert names[9 + 45 : 9 + 45 + 8] == EXPECTED_PROPERTIES[9:]
+    assert names[-2:] == ["instance_id", "sem_0"]
+    vertex = PlyData.read(str(path))["vertex"]
+    np.testing.assert_allclose(vertex["f_rest_0"], sh[:, 1, 0].numpy(), rtol=1e-6)  # red, k=1
+    np.testing.assert_allclose(vertex["f_rest_15"], sh[:, 1, 1].numpy(), rtol=1e-6)  # green
+    back = read_gaussians_ply(path)
+    torch.testing.assert_close(back["sh"], sh)
+    assert back["instance_id"].tolist() == extras["instance_id"].tolist()
+    assert back["semantic"].shape == (n, 1)

@@ -63,17 +63,27 @@ class SemanticRateConfig:
 class SemanticField(nn.Module):
     """Per-anchor latents and the feature MLP (the trainable part of stages 2 and 3)."""
 
-    def __init__(self, n_anchors: int, config: SemanticConfig, seed: int = 0) -> None:
+    def __init__(
+        self, n_anchors: int, config: SemanticConfig, seed: int = 0, per_slot: int = 0
+    ) -> None:
+        """``per_slot = K > 0`` makes the OpenGaussian-style baseline of supp Table 2: no latent
+        and no MLP, each of the K anchor slots holds its own free ``feature_dim`` feature
+        (``latents`` are ``[N, K * feature_dim]``, starting uniform in +-1, the scale of unit
+        features). It is trained uncompressed and never coded (benchmarks/table2.py)."""
         super().__init__()
         self.config = config
+        self.per_slot = per_slot
         generator = torch.Generator().manual_seed(seed)
-        init = torch.rand(n_anchors, config.latent_dim, generator=generator) * 2 - 1
-        self.latents = nn.Parameter(init * config.latent_init)
-        self.mlp = nn.Sequential(
-            nn.Linear(config.latent_dim + 3, config.hidden_dim),
-            nn.ReLU(),
-            nn.Linear(config.hidden_dim, config.feature_dim),
-        )
+        dim = per_slot * config.feature_dim if per_slot else config.latent_dim
+        init = torch.rand(n_anchors, dim, generator=generator) * 2 - 1
+        self.latents = nn.Parameter(init if per_slot else init * config.latent_init)
+        self.mlp = nn.Sequential()
+        if not per_slot:
+            self.mlp = nn.Sequential(
+                nn.Linear(config.latent_dim + 3, config.hidden_dim),
+                nn.ReLU(),
+                nn.Linear(config.hidden_dim, config.feature_dim),
+            )
 
     @property
     def n_anchors(self) -> int:
@@ -84,11 +94,21 @@ class SemanticField(nn.Module):
         ``[..., 3]`` (decoded ``O_k``, in units of the anchor scaling)."""
         return F.normalize(self.mlp(torch.cat([latents, offsets], dim=-1)), dim=-1)
 
+    def gaussian_features(self, latents: Tensor, offsets: Tensor, offset_index: Tensor) -> Tensor:
+        """Unit features ``[G, feature_dim]`` of Gaussians from their anchors' ``latents``
+        ``[G, d]``, their offsets ``[G, 3]`` and slots ``offset_index`` ``[G]``."""
+        if self.per_slot:
+            free = latents.view(latents.shape[0], -1, self.config.feature_dim)
+            return F.normalize(free[torch.arange(free.shape[0]), offset_index], dim=-1)
+        return self.features(latents, offsets)
+
     def slot_features(self, offsets: Tensor, latents: Tensor | None = None) -> Tensor:
         """Features ``[N, K, feature_dim]`` of every anchor slot; ``latents`` default to the
         field's own (pass quantized ones in training)."""
         latents = self.latents if latents is None else latents
         k = offsets.shape[1]
+        if self.per_slot:
+            return F.normalize(latents.view(-1, k, self.config.feature_dim), dim=-1)
         return self.features(latents[:, None, :].expand(-1, k, -1), offsets)
 
 

@@ -66,6 +66,9 @@ class SemanticTrainConfig:
     qat: bool = True
     """Quantize the latents in stage 2 at the base step q0 ([paper], supp B.1): stage 3 codes them
     at ``q0 * (1 + tanh r)``, with r from hyperprior #2 (zero-centred at its start)."""
+    per_slot_baseline: bool = False
+    """Train the OpenGaussian-style baseline of supp Table 2 instead of the latent field: a free
+    feature per anchor slot (see ``SemanticField``), uncompressed; such a run is not coded."""
     quality_weighting: bool = True
     """Scale each Gaussian's semantic gradient by its quality weight ([paper]; formula ours)."""
     round_fraction: float = 0.1

@@ -90,7 +90,8 @@ class SemanticTrainer:
         self.views = self._training_views(scene, masks)
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.field = SemanticField(self.model.n_anchors, config.semantic_field, config.seed)
+        k = self.model.config.n_offsets if config.per_slot_baseline else 0
+        self.field = SemanticField(self.model.n_anchors, config.semantic_field, config.seed, k)
         self.entropy = SemanticEntropyModel(
             config.semantic_field, config.rate, self.model.config.feature_dim
         )
@@ -172,7 +173,7 @@ class SemanticTrainer:
         mode: QuantMode = "round" if rounding else "noise"
         latents, bits = self.quantized_latents(anchors, mode)
         offsets = self.model.offsets[g.anchor_index, g.offset_index]
-        features = self.field.features(latents[inverse], offsets)
+        features = self.field.gaussian_features(latents[inverse], offsets, g.offset_index)
         if cfg.quality_weighting:
             features = scale_gradient(features, self.quality[g.anchor_index, g.offset_index, None])
         out = rasterize_gaussians(
@@ -260,8 +261,10 @@ class SemanticTrainer:
     @torch.no_grad()
     def finish(self) -> tuple[bytes, dict[str, Any]]:
         """Code the field, build the codebook and language table, write the full stream."""
+        if self.config.per_slot_baseline:
+            raise RunError("the per-slot baseline field is not coded (see benchmarks/table2.py)")
         payloads, latent_bits, decoded = encode_semantic_field(self.model, self.field, self.entropy)
-        layer = self._index(decoded)
+        layer = self.index(decoded)
         sections = semantic_sections(payloads, layer, self.config.rate)
         base = read_container(self.base_stream.read_bytes())
         layers = {name: "semantic" for name, _ in sections}
@@ -274,8 +277,9 @@ class SemanticTrainer:
         }
         return data, report
 
-    def _index(self, decoded: SemanticField) -> SemanticLayer:
-        """Codebook over the decoded features, then the leaf-mask association."""
+    def index(self, decoded: SemanticField) -> SemanticLayer:
+        """The receiver's semantics of a field: codebook over its features, then the leaf-mask
+        association."""
         active = self.model.active_slots()
         features = decoded.slot_features(self.model.offsets)
         fitted = fit_codebook(
