@@ -5,8 +5,8 @@ rate term at several lambdas, for the INR hyperprior (the paper's) and the hash-
 (HAC-style), then measures on the same test views:
 
 * ``scaffold fp32``: the uncompressed run, every tensor a renderer needs as float32;
-* ``3DGS PLY``: that run exported as a standard PLY, rendered back as static Gaussians (no view
-  dependence: this shows what the export loses);
+* ``3DGS PLY``: that run exported as a standard 3DGS PLY (SH degree 3, the export's closed-form
+  fit: ``PLY_FIT_ITERATIONS``), rendered back by the plain SH rasterizer;
 * ``fp16 + lzma``: that run's tensors cast to float16, concatenated and compressed with lzma;
 * ``INR hyperprior`` and ``hash-grid hyperprior``: ``.csg`` streams from ``api.encode``.
 
@@ -49,7 +49,7 @@ from csgaussian.codec.container import StreamError
 from csgaussian.data import load_scene
 from csgaussian.eval.metrics import evaluate_images
 from csgaussian.ply import read_gaussians_ply
-from csgaussian.render import rasterize_gaussians
+from csgaussian.render.sh import rasterize_sh
 from csgaussian.scene.io import RUN_INFO_NAME, SCENE_NAME, RunError
 from csgaussian.scene.scaffold import ScaffoldModel
 from csgaussian.train.config import PRESETS
@@ -73,6 +73,9 @@ QUICK_ITERATIONS = 60
 """Smoke mode: enough iterations to pass the rate start (a quarter of them) and densify once."""
 NEAR_LOSSLESS_DB = 0.3
 """An INR point 'matches' the fp32 baseline when its PSNR is at most this far below it."""
+PLY_FIT_ITERATIONS = 0
+"""The PLY point is the export's closed-form SH fit: the 2,000-step fit costs as much as a run's
+training (``benchmarks/export.py`` measures it against the decoded model)."""
 LZMA_PRESET = 9 | lzma.PRESET_EXTREME
 FP32_BYTES = 4
 KILO = 1000
@@ -210,14 +213,14 @@ def scaffold_point(run_dir: Path, seed: int) -> Point:
 
 @torch.no_grad()
 def ply_point(run_dir: Path, ply_path: Path, views: list[View], seed: int) -> Point:
-    """Export the run as a 3DGS PLY and render its static Gaussians on ``views``."""
-    api.export(run_dir, ply_path)
+    """Export the run as a 3DGS PLY and render its SH Gaussians on ``views``."""
+    api.export(run_dir, ply_path, fit_iterations=PLY_FIT_ITERATIONS)
     g = read_gaussians_ply(ply_path)
     model, _ = api.load_trained(run_dir)
     background = model.background_color()
     preds = [
-        rasterize_gaussians(
-            g["means"], g["quats"], g["scales"], g["opacities"], g["rgb"], view.camera, background
+        rasterize_sh(
+            g["means"], g["quats"], g["scales"], g["opacities"], g["sh"], view.camera, background
         ).colors.clamp(0, 1)
         for view in views
     ]

@@ -188,7 +188,13 @@ def fit_export(
     config: ExportConfig = ExportConfig(),
     quiet: bool = True,  # noqa: B008
 ) -> ExportedGaussians:
-    """The exported scene of ``model``: initial values, then ``fit_iterations`` Adam steps."""
+    """The exported scene of ``model``: initial values, then ``fit_iterations`` Adam steps
+    (gradients on even when the caller runs under ``torch.no_grad``)."""
+    with torch.enable_grad():
+        return _fit(model, config, quiet)
+
+
+def _fit(model: ScaffoldModel, config: ExportConfig, quiet: bool) -> ExportedGaussians:
     sampler = camera_sampler(model, config)
     init = initial_gaussians(model, sampler.spiral(config.n_views), config)
     if config.fit_iterations == 0:
