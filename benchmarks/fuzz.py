@@ -173,7 +173,7 @@ def mutate_json(rng: random.Random, sections: list[Section]) -> str:
     section = rng.choice(candidates)
     try:
         doc = json.loads(zlib.decompress(section[1]))
-    except (zlib.error, ValueError):
+    except (zlib.error, ValueError, RecursionError):  # an earlier mutation nested it too deep
         return mutate_bytes(rng, sections)
     style = rng.random()
     if style < 0.05:
