@@ -300,15 +300,18 @@ def bytes_at_psnr(curve: list[Point], psnr: float) -> float | None:
     return None
 
 
-def derived_figures(points: list[Point], fp32: Point) -> dict[str, Any]:
-    """The headline numbers of issue 3."""
+def derived_figures(
+    points: list[Point], fp32: Point, coded: list[Point] | None = None
+) -> dict[str, Any]:
+    """The headline numbers of issue 3, read from ``points``; the estimate's error from the
+    per-section bytes of ``coded`` (default: ``points``; mean points carry no sections)."""
     inr = [p for p in points if p.method == INR]
     grid = {p.lambda_rate: p for p in points if p.method == GRID}
     near = [p for p in inr if p.psnr >= fp32.psnr - NEAR_LOSSLESS_DB]
     best = min(near, key=lambda p: p.bytes) if near else None
     errors = [
         abs(8 * s["bytes"] - 8 * s["estimated_bytes"]) / (8 * s["estimated_bytes"])
-        for p in points
+        for p in coded or points
         for s in p.sections.values()
         if s.get("estimated_bytes")
     ]
@@ -515,7 +518,7 @@ def run_benchmark(settings: Settings, origin: dict, console: Console) -> dict[st
             {**p.row(), "psnr_range": p.psnr_range, "bytes_range": p.bytes_range} for p in means
         ],
         "rows": [{**p.row(), "sections": p.sections} for p in points],
-        "derived": derived_figures(means, means[0]),
+        "derived": derived_figures(means, means[0], points),
         "derived_per_seed": {
             seed: derived_figures(seed_list, seed_list[0]) for seed, seed_list in per_seed.items()
         },
