@@ -37,9 +37,9 @@ def cpu_model() -> str:
 
 
 def provenance(command: list[str]) -> dict[str, str]:
-    """The commit the run starts from (``+dirty`` if csgaussian/ or benchmarks/ has uncommitted
-    changes then), the command, the CPU and the key packages' versions."""
-    dirty = _git("status", "--porcelain", "csgaussian", "benchmarks")
+    """The commit the run starts from (``+dirty`` if csgaussian/ or benchmarks/, results aside, has
+    uncommitted changes then), the command, the CPU and the key packages' versions."""
+    dirty = _git("status", "--porcelain", "csgaussian", "benchmarks", ":!benchmarks/results")
     versions = {name: metadata.version(name) for name in KEY_PACKAGES}
     return {
         "commit": _git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else ""),
