@@ -400,7 +400,6 @@ def viewer(stream_path: str | Path, port: int = 8080, host: str = "127.0.0.1"):
     except ImportError as err:
         missing = f"the viewer needs viser ({err.name} is missing)"
         raise RunError(f"{missing}: {VIEWER_INSTALL}") from None
-    decode(stream_path, base_only=True)  # refuse a bad file before serving anything
     return Viewer(stream_path, lambda base_only: decode(stream_path, base_only), host, port)
 
 

@@ -28,9 +28,9 @@ from plyfile import PlyData, PlyElement, PlyParseError
 from torch import Tensor
 
 from csgaussian.fileio import atomic_write
+from csgaussian.render.sh import SH_C0
 from csgaussian.types import DataError
 
-SH_C0 = 0.28209479177387814  # degree-0 real spherical harmonic, 1 / (2 sqrt(pi))
 PLY_PROPERTIES = (
     "x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
     "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3",

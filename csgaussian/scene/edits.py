@@ -61,10 +61,6 @@ def recolor(colors: Tensor, target: Tensor) -> Tensor:
     return (target + (luma(colors) - luma(target))[:, None]).clamp(0.0, 1.0)
 
 
-def _selected(gaussians: NeuralGaussians, slots: Tensor) -> Tensor:
-    return slots[gaussians.anchor_index, gaussians.offset_index]
-
-
 def _concat(a: NeuralGaussians, b: NeuralGaussians) -> NeuralGaussians:
     return NeuralGaussians(
         *(torch.cat([getattr(a, name), getattr(b, name)]) for name in a.__dataclass_fields__)
@@ -73,7 +69,7 @@ def _concat(a: NeuralGaussians, b: NeuralGaussians) -> NeuralGaussians:
 
 def apply_edit(gaussians: NeuralGaussians, edit: SceneEdit) -> NeuralGaussians:
     """The Gaussians of one view after ``edit``."""
-    chosen = _selected(gaussians, edit.slots)
+    chosen = gaussians.at_slots(edit.slots)
     if edit.kind == "remove":
         return gaussians.subset(~chosen)
     if edit.kind == "extract":

@@ -127,6 +127,11 @@ class NeuralGaussians:
         """The Gaussians where ``keep`` ([G] bool or int64 indices) holds."""
         return NeuralGaussians(*(getattr(self, f.name)[keep] for f in fields(self)))
 
+    def at_slots(self, table: Tensor) -> Tensor:
+        """``table`` (``[N, K, ...]``, one entry per anchor slot) read at each Gaussian's slot:
+        ``[G, ...]``."""
+        return table[self.anchor_index, self.offset_index]
+
 
 class ScaffoldModel(nn.Module):
     """Anchors plus the opacity, colour and covariance MLPs."""

@@ -126,10 +126,6 @@ def select(
     )
 
 
-def _selected(gaussians: NeuralGaussians, slots: Tensor) -> Tensor:
-    return slots[gaussians.anchor_index, gaussians.offset_index]
-
-
 @torch.no_grad()
 def render_selection(
     model: ScaffoldModel, camera: Camera, slots: Tensor, edit: GaussianEdit | None = None
@@ -143,9 +139,9 @@ def render_selection(
     """
     edit = edit or (lambda g: g)
     full = render_view(
-        model, camera, extra=lambda g: _selected(g, slots).float()[:, None], edit=edit
+        model, camera, extra=lambda g: g.at_slots(slots).float()[:, None], edit=edit
     )
-    alone = render_view(model, camera, edit=lambda g: (e := edit(g)).subset(_selected(e, slots)))
+    alone = render_view(model, camera, edit=lambda g: (e := edit(g)).subset(e.at_slots(slots)))
     return {
         "image": full.image.clamp(0, 1),
         "visible": full.extra[..., 0] > VISIBLE_SHARE,
@@ -166,7 +162,7 @@ def render_language(scene: Scene, camera: Camera, slot_leaves: Tensor | None = N
     n_entries = layer.language.shape[0]
 
     def weights(g: NeuralGaussians) -> Tensor:
-        leaf = leaves[g.anchor_index, g.offset_index]
+        leaf = g.at_slots(leaves)
         entry = torch.where(leaf >= 0, layer.leaf_entry[leaf.clamp(min=0)], -1)
         onehot = torch.zeros(len(entry), n_entries + 1)
         onehot[torch.arange(len(entry)), entry.clamp(min=-1) + 1] = 1.0

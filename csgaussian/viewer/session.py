@@ -127,7 +127,7 @@ class ViewerSession:
         slots = None if selection is None else selection.slots
         extra = None
         if slots is not None:
-            extra = lambda g: slots[g.anchor_index, g.offset_index].float()[:, None]  # noqa: E731
+            extra = lambda g: g.at_slots(slots).float()[:, None]  # noqa: E731
         out = render_view(scene.model, camera, edit=scene.edit_hook(), extra=extra)
         image = out.image.clamp(0, 1)
         if out.extra is not None:
