@@ -474,25 +474,28 @@ def export(
     source: str | Path,
     out_path: str | Path,
     select: str | None = None,
-    sh_degree: int = 3,
+    sh_degree: int | None = None,
     fit_iterations: int | None = None,
     quiet: bool = True,
 ) -> dict[str, Any]:
     """Write the scene as a standard 3DGS PLY (``.ply``) or web ``.splat`` file.
 
     Scaffold-GS colours and shapes depend on the view; the export fits one Gaussian per drawn
-    anchor slot, with SH colours of degree ``sh_degree``, to renders of the decoded model from
-    sampled cameras (:mod:`csgaussian.export.fit`). ``select`` keeps only the object a text
-    names (the scene needs a semantic layer). Returns a JSON-ready report.
+    anchor slot, with SH colours of degree ``sh_degree`` (default: ``ExportConfig``'s), to
+    renders of the decoded model from sampled cameras (:mod:`csgaussian.export.fit`).
+    ``select`` keeps only the object a text names (the scene needs a semantic layer). Returns a
+    JSON-ready report.
     """
     from .export.fit import ExportConfig
     from .export.scene import export_scene
 
-    if not 0 <= sh_degree <= MAX_SH_DEGREE:
+    if sh_degree is not None and not 0 <= sh_degree <= MAX_SH_DEGREE:
         raise ValueError(f"--sh-degree must be 0-{MAX_SH_DEGREE}, got {sh_degree}")
     if fit_iterations is not None and fit_iterations < 0:
         raise ValueError(f"--fit-iterations must be >= 0, got {fit_iterations}")
-    config = ExportConfig(sh_degree=sh_degree)
+    config = ExportConfig()
+    if sh_degree is not None:
+        config = replace(config, sh_degree=sh_degree)
     if fit_iterations is not None:
         config = replace(config, fit_iterations=fit_iterations)
     scene = load(source)

@@ -141,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, required=True, help="file to write: .ply or .splat"
     )
     export.add_argument("--select", help="export only the object this text names")
-    export.add_argument("--sh-degree", type=int, default=3, help="SH degree of the colours (3)")
+    export.add_argument("--sh-degree", type=int, help="SH degree of the colours (default 3)")
     export.add_argument(
         "--fit-iterations", type=int, help="steps of the SH fit (default 2000; 0: no fit)"
     )

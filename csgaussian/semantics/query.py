@@ -138,9 +138,7 @@ def render_selection(
     alone has alpha > 0.7: occluded parts count).
     """
     edit = edit or (lambda g: g)
-    full = render_view(
-        model, camera, extra=lambda g: g.at_slots(slots).float()[:, None], edit=edit
-    )
+    full = render_view(model, camera, extra=lambda g: g.at_slots(slots).float()[:, None], edit=edit)
     alone = render_view(model, camera, edit=lambda g: (e := edit(g)).subset(e.at_slots(slots)))
     return {
         "image": full.image.clamp(0, 1),
