@@ -68,7 +68,12 @@ class Browser:
             stderr=subprocess.DEVNULL,
         )
         pages = wait_for(self._pages, 20, "Chromium's DevTools endpoint", 0.1)
-        self.socket = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=20)
+        # No Origin header: Chromium's DevTools endpoint refuses a websocket that carries one
+        # unless started with --remote-allow-origins (the default since Chromium 111 in some
+        # builds, all builds later), and websocket-client sends one by default.
+        self.socket = websocket.create_connection(
+            pages[0]["webSocketDebuggerUrl"], timeout=20, suppress_origin=True
+        )
         self._ids = itertools.count(1)
 
     def _pages(self) -> list[dict]:
