@@ -26,6 +26,8 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+from ..types import StreamError
+
 Layer = Literal["base", "semantic", "edit"]
 
 MAGIC = b"CSGS"
@@ -39,10 +41,6 @@ _LAYER_NAMES = {v: k for k, v in _LAYER_CODES.items()}
 _FIXED = struct.Struct("<4sHHH")
 _ENTRY = struct.Struct("<BQI")  # layer, length, crc (after the name)
 _CRC = struct.Struct("<I")
-
-
-class StreamError(ValueError):
-    """A malformed, truncated or corrupted csgaussian stream; the message is one line."""
 
 
 def _check_name(name: str) -> bytes:

@@ -8,7 +8,7 @@ decoder needs this file and nothing else.
 
 Both sides derive every coding distribution from the same inputs: the decoded lattice cells, the
 decoded hyperprior weights, evaluated in float64, then snapped by
-:func:`csgaussian.codec.attributes.snap_distribution_params`.
+:func:`csgaussian.entropy.coder.snap_distribution_params`.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from csgaussian.codec.attributes import decode_gaussian, encode_gaussian
 from csgaussian.codec.container import StreamError
+from csgaussian.entropy.coder import decode_gaussian, encode_gaussian
 
 WeightDType = Literal["float32", "float16", "int8", "int10"]
 

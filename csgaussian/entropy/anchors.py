@@ -8,16 +8,18 @@ same distributions into bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 
-from ..scene.scaffold import ScaffoldConfig, ScaffoldModel
 from .conditional import CodedGroup
 from .hashgrid import HashGridConfig, HashGridHyperprior
 from .hyperprior import AttributeHyperprior, INRConfig, INRHyperprior
 from .quantize import QuantizationConfig, QuantMode
+
+if TYPE_CHECKING:  # annotations only: scene sits above entropy (docs/architecture.md)
+    from ..scene.scaffold import ScaffoldConfig, ScaffoldModel
 
 HyperpriorKind = Literal["inr", "hashgrid"]
 

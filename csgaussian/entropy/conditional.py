@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..codec.attributes import decode_gaussian, encode_gaussian, estimate_bits
-from ..codec.container import StreamError
+from ..types import StreamError
+from .coder import decode_gaussian, encode_gaussian, estimate_bits
 from .likelihood import discretized_gaussian_bits
 from .quantize import QuantMode, adaptive_step, quantize
 
@@ -79,7 +79,7 @@ class CodedGroup:
         """Step ``[N, 1]`` and mean, scale ``[N, C]`` in symbol units (divided by the step).
 
         Run the hyperprior in float64 on both sides (METHOD §6) so that the coder's snapping
-        (``csgaussian.codec.attributes.snap_distribution_params``) sees equal values.
+        (``csgaussian.entropy.coder.snap_distribution_params``) sees equal values.
         """
         step = adaptive_step(self.q0, params.r)
         return step, (params.mean / step).numpy(), (params.scale / step).numpy()

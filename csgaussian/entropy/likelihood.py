@@ -9,7 +9,7 @@ from torch import Tensor
 
 MIN_SCALE_IN_STEPS = 0.125
 """Smallest scale, as a fraction of the bin width: the entropy coder's smallest table scale
-(``csgaussian.codec.attributes.SCALE_TABLE[0]``), so that training prices what the coder codes.
+(``csgaussian.entropy.coder.SCALE_TABLE[0]``), so that training prices what the coder codes.
 Below it a Gaussian is a point mass on one bin anyway (its mass there is 1 - 6e-5)."""
 
 LIKELIHOOD_FLOOR = 1e-6

@@ -23,25 +23,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from csgaussian.data.common import fail, read_json
+from csgaussian.semantics.encoders import RELEVANCY_NEGATIVES
+from csgaussian.semantics.query import SILHOUETTE_ALPHA, VISIBLE_SHARE
 from csgaussian.types import View
 
 # Accuracy threshold: a (view, query) counts as correct when IoU > 0.25, strictly
 # (OpenGaussian b70dcc6 LERF-OVS evaluation, as summarised in SEGMENTATION.md §3).
 ACC_IOU = 0.25
 
-# "3d_selection": the selected Gaussians rendered alone; a pixel is predicted where their
-# silhouette alpha > 0.7, strictly (OpenGaussian b70dcc6 query rendering, SEGMENTATION.md §1, §3).
-SILHOUETTE_ALPHA = 0.7
-
-# "visible_selection" (ours, METHOD.md §8): a pixel is predicted where the selected Gaussians
-# contribute more than half, strictly, of the rendered weight of the full scene at that pixel.
-VISIBLE_SHARE = 0.5
-
 # "langsplat_relevancy" (LangSplat d70edb8 eval/evaluate_iou_loc.py, after LERF; SEGMENTATION.md
 # §3): relevancy against canonical negatives at softmax temperature 10, averaged half-and-half
 # with its 30x30 box-filtered copy, min-max normalised, stretched to [-1, 1] and clipped to [0, 1],
 # thresholded at 0.4 (eval.sh --mask_thresh), then a 7x7 majority filter (its ``smooth``).
-RELEVANCY_NEGATIVES = ("object", "things", "stuff", "texture")
 RELEVANCY_TEMPERATURE = 10.0
 RELEVANCY_BOX = 30
 RELEVANCY_THRESHOLD = 0.4

@@ -23,9 +23,9 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from ..eval.metrics import ssim_loss_term
 from ..progress import TrainProgress
 from ..render.sh import rasterize_sh, sh_basis, sh_coefficient_count
+from ..render.ssim import ssim_loss_term
 from ..scene.rendering import render_view
 from ..scene.scaffold import ScaffoldModel
 from ..types import Camera

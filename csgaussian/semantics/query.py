@@ -13,13 +13,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..eval.segmentation import SILHOUETTE_ALPHA, VISIBLE_SHARE
 from ..scene.decoded import Scene
 from ..scene.rendering import GaussianEdit, render_view
 from ..scene.scaffold import NeuralGaussians, ScaffoldModel
 from ..types import Camera
 from .encoders import TextEncoder, get_text_encoder
 from .layer import SemanticLayer
+
+# "3d_selection": the selected Gaussians rendered alone; a pixel is predicted where their
+# silhouette alpha > 0.7, strictly (OpenGaussian b70dcc6 query rendering, SEGMENTATION.md §1, §3).
+SILHOUETTE_ALPHA = 0.7
+
+# "visible_selection" (ours, METHOD.md §8): a pixel is predicted where the selected Gaussians
+# contribute more than half, strictly, of the rendered weight of the full scene at that pixel.
+VISIBLE_SHARE = 0.5
 
 
 class QueryError(ValueError):

@@ -29,7 +29,7 @@ import constriction
 import numpy as np
 import torch
 
-from csgaussian.codec.container import StreamError
+from csgaussian.types import StreamError
 
 MEAN_GRID = 64
 """Means are snapped to multiples of 1 / MEAN_GRID symbol."""
