@@ -12,7 +12,7 @@ Layout (little-endian)::
     header_crc u32  zlib.crc32 of every byte above
     payloads, in table order
 
-Progressive reading (METHOD §6): the layers come in order, base, semantic, then edit (a
+Progressive reading (docs/method.md §7): the layers come in order, base, semantic, then edit (a
 receiver's edit list, :mod:`csgaussian.codec.edit_layer`); ``write_container`` enforces it. A file
 cut inside a later layer still holds complete, checksummed earlier layers;
 ``read_container(..., partial_ok=True)`` returns the sections of the layers before the cut then.

@@ -8,9 +8,10 @@ whose bytes are copied through unchanged). Payload::
 
 Each edit stores the anchor slots its query selected when the edit was made, not the query: a
 decoder replays it without a text encoder and even without the semantic layer, and every machine
-selects the same Gaussians. A selection is a sparse flag table, about ``N K H(p)`` bits (kitchen,
-an object of 1% of the slots: under 1 KB). The layer carries its own version: a reader that does
-not know it decodes the scene without edits and says so; a file cut inside the layer likewise.
+selects the same Gaussians. A selection is a sparse flag table, about ``N K H(p)`` bits (under 1 KB
+for kitchen's duck: benchmarks/results/edits/). The layer carries its own version: a reader
+that does not know it decodes the scene without edits and says so; a file cut inside the layer
+likewise.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The rate model of stage 1: anchor attributes quantized and priced by a hyperprior (METHOD §3).
+"""The rate model of stage 1: anchor attributes quantized and priced by a hyperprior
+(docs/method.md §3).
 
 Maths only: given a Scaffold-GS model and a set of anchors, quantize f, l and O at the steps the
 hyperprior predicts and return their bits. The codec (``csgaussian.codec.stream``) turns the

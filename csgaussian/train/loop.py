@@ -126,7 +126,7 @@ def color_loss(
     config: TrainConfig,
     use_mask: bool,
 ) -> Tensor:
-    """The stage-1 distortion loss of METHOD §3 without its rate term."""
+    """The stage-1 distortion loss of docs/method.md §3 without its rate term."""
     w = config.loss
     loss = (1 - w.ssim) * (image - target).abs().mean() + w.ssim * ssim_loss_term(image, target)
     if scales.numel():
