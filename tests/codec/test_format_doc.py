@@ -176,3 +176,40 @@ def test_semantic_sections_match_the_decoded_layer(golden) -> None:
     hidden, d_s = meta["semantic"]["hidden_dim"], meta["semantic"]["latent_dim"]
     assert mlp["0.weight"][1] == (hidden, d_s + 3) and mlp["2.weight"][1] == (dim, hidden)
     assert tuple(layer.field.latents.shape) == (decode_scene(golden).model.n_anchors, d_s)
+
+
+def test_edit_layer_matches_the_decoded_edits(golden) -> None:
+    from csgaussian.codec.stream import with_edits
+    from csgaussian.scene.edits import SceneEdit
+
+    model = decode_scene(golden).model
+    generator = torch.Generator().manual_seed(0)
+    slots = torch.rand(model.active_slots().shape, generator=generator) < 0.1
+    edits = [
+        SceneEdit("recolor", slots, text="duck", color=(208 / 255, 32 / 255, 32 / 255)),
+        SceneEdit("duplicate", ~slots, text="cup", offset=(0.25, 0.0, -1.0)),
+    ]
+    edited = with_edits(golden, edits)
+    table, s = read_spec_container(edited)
+    assert [t["name"] for t in table] == BASE + SEMANTIC + ["edits"]
+    assert table[-1]["layer"] == "edit"
+
+    payload = s["edits"]
+    (meta_len,) = struct.unpack_from("<I", payload)
+    meta = json.loads(zlib.decompress(payload[4 : 4 + meta_len]))
+    assert meta["version"] == 1
+    assert (meta["n_anchors"], meta["n_offsets"]) == tuple(slots.shape)
+    assert [e["kind"] for e in meta["edits"]] == ["recolor", "duplicate"]
+    assert meta["edits"][0]["color"] == [208, 32, 32]
+    assert meta["edits"][1]["offset"] == [0.25, 0.0, -1.0]
+    pos = 4 + meta_len
+    for _ in meta["edits"]:
+        (sel_len,) = struct.unpack_from("<I", payload, pos)
+        rows, columns, _ = read_spec_flags_header(payload[pos + 4 : pos + 4 + sel_len])
+        assert (rows, columns) == tuple(slots.shape)
+        pos += 4 + sel_len
+    assert pos == len(payload)
+
+    decoded = decode_scene(edited).edits
+    assert [(e.kind, e.text) for e in decoded] == [(e["kind"], e["text"]) for e in meta["edits"]]
+    assert torch.equal(decoded[0].slots, slots) and torch.equal(decoded[1].slots, ~slots)
