@@ -7,6 +7,7 @@ Prints progress lines, then ONE JSON line with every figure.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -14,13 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
-from csgaussian.codec.attributes import decode_gaussian, encode_gaussian, estimate_bits
-from csgaussian.codec.fixtures import surface_anchor_grid
 from csgaussian.codec.octree import decode_positions, encode_positions, voxelize
+from csgaussian.entropy.coder import decode_gaussian, encode_gaussian, estimate_bits
 from csgaussian.entropy.hashgrid import HashGridHyperprior
 from csgaussian.entropy.hyperprior import INRHyperprior
 
 DEFAULT_COLMAP = Path("/work/shared/data/kitchen_colmap/sparse/0/points3D.txt")
+GEOMETRY = Path(__file__).resolve().parents[1] / "tests" / "codec" / "geometry.py"
+
+
+def _surface_anchor_grid(n_samples: int) -> np.ndarray:
+    """The codec tests' synthetic surface geometry (``tests/codec/geometry.py``)."""
+    spec = importlib.util.spec_from_file_location("csgaussian_test_geometry", GEOMETRY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.surface_anchor_grid(n_samples)
 
 
 def timed(fn, *args, repeats: int = 3):
@@ -59,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"octree_surface": {}, "octree_colmap": {}}
 
     for samples in (5_000, 20_000, 50_000, 200_000):
-        grid = surface_anchor_grid(samples)
+        grid = _surface_anchor_grid(samples)
         result["octree_surface"][str(samples)] = fig = octree_figures(grid)
         print(f"surface fixture, {samples} samples: {fig}", file=sys.stderr)
-    grid20k = surface_anchor_grid(20_150)[:20_000]
+    grid20k = _surface_anchor_grid(20_150)[:20_000]
     result["positions_20k"] = octree_figures(grid20k)
 
     if args.colmap.exists():

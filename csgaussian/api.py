@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .codec.container import StreamError, read_container, section_layers
-from .codec.edit_layer import edit_summary
-from .codec.stream import MIN_SLOT_SHARE, EncodedScene, decode_scene, encode_scene, with_edits
+from .codec.container import StreamError
+from .codec.files import layer_bytes, save_edited
+from .codec.stream import MIN_SLOT_SHARE, EncodedScene, decode_scene, encode_scene
 from .data import load_scene
 from .data.synthetic import ensure_demo_scene
 from .entropy.anchors import AnchorEntropyModel
@@ -195,18 +195,6 @@ def _finished_stream(run_dir: Path, stream_path: str | Path, min_slot_share: flo
     return EncodedScene(data, report["section_bytes"], report["estimated_bits"], scene.model)
 
 
-def layer_bytes(data: bytes) -> dict[str, int]:
-    """Bytes per layer of a stream; the container's header counts to the base layer. An
-    ``edit`` entry is there when the stream has an edit layer."""
-    layers = section_layers(data)
-    sections = read_container(data, partial_ok=True)
-    sizes = {"semantic": 0}
-    for name, payload in sections.items():
-        if layers[name] != "base":
-            sizes[layers[name]] = sizes.get(layers[name], 0) + len(payload)
-    return {"base": len(data) - sum(sizes.values()), **sizes}
-
-
 def decode(stream_path: str | Path, base_only: bool = False) -> Scene:
     """Decode a ``.csg`` file (both layers unless ``base_only``); errors name the file."""
     stream_path = Path(stream_path)
@@ -357,26 +345,6 @@ def edit(
         scene = decode(scene)
     edits = resolve(scene, requests, config=config)
     return Scene(scene.model, scene.semantics, list(scene.notes), [*scene.edits, *edits])
-
-
-def save_edited(scene: Scene, source: str | Path, out_path: str | Path) -> dict[str, Any]:
-    """Write the stream ``source`` with ``scene``'s edit list as ``out_path`` (atomically); the
-    base and semantic layers are copied byte for byte. Returns sizes and the edits."""
-    source = Path(source)
-    try:
-        data = source.read_bytes()
-        edited = with_edits(data, scene.edits)
-    except OSError as err:
-        raise StreamError(f"{source}: cannot read ({err.strerror})") from None
-    except StreamError as err:
-        raise StreamError(f"{source}: {err}") from None
-    write_bytes_atomic(out_path, edited)
-    return {
-        "input_bytes": len(data),
-        "output_bytes": len(edited),
-        "edit_layer_bytes": layer_bytes(edited).get("edit", 0),
-        "edits": edit_summary(scene.edits),
-    }
 
 
 def edit_file(

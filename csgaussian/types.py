@@ -19,6 +19,10 @@ class DataError(ValueError):
     """Bad input data; the message is one line naming the file and the problem."""
 
 
+class StreamError(ValueError):
+    """A malformed, truncated or corrupted csgaussian stream; the message is one line."""
+
+
 @dataclass
 class Camera:
     """A pinhole camera."""

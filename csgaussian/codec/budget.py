@@ -8,10 +8,9 @@ anchors' attributes, the octree's working arrays, the float64 hyperprior evaluat
 and hash tables, the semantic layer, the renderer's activations at first use) and refuses a file
 whose peak exceeds a limit (``DEFAULT_MAX_MEMORY``, or the caller's ``max_memory``). The peak is
 what the decoded scene holds plus the largest step's working set; the per-element constants are
-measured peaks rounded up. Measured (peak RSS added by decoding dense blocks of 13,824 and 32,768
-anchors, default sizes): 120 MiB against an estimate of 140 MiB, 274 / 281 MiB (INR / hash grid)
-against 331 / 337 MiB; wide networks (feature 200, 20 offsets, width 128) 922 against 1252 MiB;
-``tests/codec/test_budget.py`` checks it stays above the measurement.
+measured peaks rounded up (the measurements:
+benchmarks/results/notes/measurements.md#decoder-memory); ``tests/codec/test_budget.py`` checks
+the estimate stays above the measured peaks.
 
 Counts the format itself limits are refused by name before the estimate: network weights beyond
 what one weights blob may hold (``MAX_CODED_VALUES``), hash-table signs beyond one flags payload
@@ -34,7 +33,7 @@ from .flags import MAX_FLAGS
 from .weights import MAX_CODED_VALUES
 
 DEFAULT_MAX_MEMORY = 4 << 30
-"""Decoding refuses a file that needs more than 4 GiB (kitchen, 7k anchors: about 0.1 GiB)."""
+"""Decoding refuses a file that needs more than 4 GiB (kitchen needs about 0.1 GiB)."""
 _LIMIT: ContextVar[int] = ContextVar("csgaussian_max_memory", default=DEFAULT_MAX_MEMORY)
 
 FLOAT32, FLOAT64 = 4, 8

@@ -12,7 +12,7 @@ Layout (little-endian)::
     header_crc u32  zlib.crc32 of every byte above
     payloads, in table order
 
-Progressive reading (METHOD §6): the layers come in order, base, semantic, then edit (a
+Progressive reading (docs/method.md §7): the layers come in order, base, semantic, then edit (a
 receiver's edit list, :mod:`csgaussian.codec.edit_layer`); ``write_container`` enforces it. A file
 cut inside a later layer still holds complete, checksummed earlier layers;
 ``read_container(..., partial_ok=True)`` returns the sections of the layers before the cut then.
@@ -25,6 +25,8 @@ import struct
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Literal
+
+from ..types import StreamError
 
 Layer = Literal["base", "semantic", "edit"]
 
@@ -39,10 +41,6 @@ _LAYER_NAMES = {v: k for k, v in _LAYER_CODES.items()}
 _FIXED = struct.Struct("<4sHHH")
 _ENTRY = struct.Struct("<BQI")  # layer, length, crc (after the name)
 _CRC = struct.Struct("<I")
-
-
-class StreamError(ValueError):
-    """A malformed, truncated or corrupted csgaussian stream; the message is one line."""
 
 
 def _check_name(name: str) -> bytes:

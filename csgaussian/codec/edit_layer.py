@@ -8,9 +8,10 @@ whose bytes are copied through unchanged). Payload::
 
 Each edit stores the anchor slots its query selected when the edit was made, not the query: a
 decoder replays it without a text encoder and even without the semantic layer, and every machine
-selects the same Gaussians. A selection is a sparse flag table, about ``N K H(p)`` bits (kitchen,
-an object of 1% of the slots: under 1 KB). The layer carries its own version: a reader that does
-not know it decodes the scene without edits and says so; a file cut inside the layer likewise.
+selects the same Gaussians. A selection is a sparse flag table, about ``N K H(p)`` bits (under 1 KB
+for kitchen's duck: benchmarks/results/edits/). The layer carries its own version: a reader
+that does not know it decodes the scene without edits and says so; a file cut inside the layer
+likewise.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ..scene.edits import SceneEdit
+from ..scene.edits import COLOR_LEVELS, SceneEdit
 from . import budget, schema
 from .container import StreamError
 from .flags import decode_flags, encode_flags
@@ -33,15 +34,7 @@ EDIT_LAYER_VERSION = 1
 SECTION = "edits"
 META_LIMIT = 1 << 16
 """Most bytes the decompressed edit metadata may take (bounds a zlib bomb)."""
-COLOR_LEVELS = 255
-"""Recolour targets are stored as 8-bit RGB."""
 _LEN = struct.Struct("<I")
-
-
-def quantize_color(color: Sequence[float]) -> tuple[float, float, float]:
-    """``color`` (RGB in [0, 1]) as the edit layer stores it (8 bits per channel)."""
-    r, g, b = (round(min(max(float(c), 0.0), 1.0) * COLOR_LEVELS) / COLOR_LEVELS for c in color)
-    return (r, g, b)
 
 
 def encode_edit_layer(edits: Sequence[SceneEdit], n_anchors: int, n_offsets: int) -> bytes:

@@ -2,8 +2,8 @@
 
 A flag table ``[rows, columns]`` gets one probability per column. The offset masks are such a
 table (one row per anchor, one column per offset slot), and trained models use the slots very
-unequally: kitchen's ten slots are on for 0% to 93% of anchors, so per-slot probabilities code
-its masks in 2.7 KB where one shared probability needs 7.1 KB (measured). A 1-D array is one
+unequally, so per-slot probabilities code them in far fewer bytes than one shared probability
+(measured: benchmarks/results/notes/measurements.md#offset-masks). A 1-D array is one
 column.
 
 Payload: ``rows u32, columns u16, p_one u16[columns], ANS words u32[]``. ``p_one`` is P(1) in

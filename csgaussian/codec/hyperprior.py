@@ -1,7 +1,7 @@
 """Hyperprior weights in the stream, and the coding distributions both sides derive from them.
 
 The weights are int10-coded (``HYPERPRIOR_WEIGHTS``), the hash grid's sign-only tables one flag
-per entry; the decoded weights are evaluated in float64 on both sides (METHOD §6).
+per entry; the decoded weights are evaluated in float64 on both sides (docs/method.md §7).
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from .weights import pack_tensors, unpack_tensors
 
 HYPERPRIOR_WEIGHTS = "int10"
 """Storage of the hyperprior MLP (ours): the coding distributions and the quantization steps come
-from the decoded weights on both sides. Kitchen, lambda 0.004 (measured): float16 8.4 KB; int10
-5.9 KB, attribute bits +0.3 KB, test PSNR within 0.05 dB; int8 4.9 KB but the steps move enough
-to cost 0.28 dB."""
+from the decoded weights on both sides; int10 is the fewest bits that keep the test PSNR
+(measured: benchmarks/results/notes/measurements.md#hyperprior-weights)."""
 
 
 def hyperprior_params(
@@ -34,7 +33,7 @@ def hyperprior_params(
     """Coding distributions per group from decoded weights ``state``, evaluated in float64.
 
     ``hyperprior`` is a template of the right shapes; a float64 copy receives ``state``, so that
-    encoder and decoder hand the coder the same values (METHOD §6).
+    encoder and decoder hand the coder the same values (docs/method.md §7).
     """
     coder = copy.deepcopy(hyperprior).double()
     coder.load_state_dict({k: v.double() for k, v in state.items()})

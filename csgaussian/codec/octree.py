@@ -1,4 +1,4 @@
-"""Lossless anchor positions: an octree occupancy code on a 16-bit grid (METHOD §3).
+"""Lossless anchor positions: an octree occupancy code on a 16-bit grid (docs/format.md §3.2).
 
 Geometry. Anchors are Scaffold-GS voxel centres; ``voxelize`` maps world positions to integer
 voxel indices on a uint16 grid (the caller stores ``origin`` and ``voxel_size``). The octree spans

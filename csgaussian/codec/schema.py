@@ -1,4 +1,4 @@
-"""The stream metadata's schema, as data: one table per config dataclass (METHOD §6).
+"""The stream metadata's schema, as data: one table per config dataclass (docs/format.md §3.1).
 
 Metadata comes from the file, so every field is checked for type, shape and range before
 anything is built from it. Each table lists every field of its dataclass (checked when this

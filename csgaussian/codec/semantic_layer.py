@@ -1,4 +1,4 @@
-"""The semantic layer of a stream (METHOD §5, §6): everything a receiver needs to query.
+"""The semantic layer of a stream (docs/format.md §6): everything a receiver needs to query.
 
 Sections, all in the container's "semantic" layer, after the base layer:
 
@@ -54,7 +54,7 @@ FIELD_WEIGHTS = "int8"
 CENTRE_DTYPE = "float16"
 """Codebook centres: a few hundred values; float16 keeps leaf assignment stable."""
 LANGUAGE_WEIGHTS = "int8"
-"""Language table rows at 8 bits per value (SEGMENTATION §5)."""
+"""Language table rows at 8 bits per value (docs/method.md §5)."""
 META_LIMIT = 1 << 14
 """Most bytes the decompressed semantic metadata may take (bounds a zlib bomb)."""
 _LEAF_COUNT = struct.Struct("<I")

@@ -1,4 +1,4 @@
-"""The csgaussian stream: a trained scene to bytes and back (METHOD §3, §6).
+"""The csgaussian stream: a trained scene to bytes and back (docs/format.md §3).
 
 Base layer, in order: ``meta`` (zlib-compressed JSON: shapes, lattice, entropy-model config),
 ``positions`` (octree), ``masks`` (offset masks, one probability per offset slot), ``renderer``
@@ -8,7 +8,7 @@ decoder needs this file and nothing else.
 
 Both sides derive every coding distribution from the same inputs: the decoded lattice cells, the
 decoded hyperprior weights, evaluated in float64, then snapped by
-:func:`csgaussian.codec.attributes.snap_distribution_params`.
+:func:`csgaussian.entropy.coder.snap_distribution_params`.
 """
 
 from __future__ import annotations
@@ -36,17 +36,15 @@ from .weights import pack_tensors, unpack_tensors
 
 RENDERER_WEIGHTS = "int8"
 """Storage of the renderer MLPs (ours): 255 levels per row, entropy-coded, about half of float16's
-bytes; kitchen test PSNR moves by -0.04 dB against float16 (measured). The encoder renders with
-the decoded weights too, so decoded images match."""
+bytes, at the test PSNR of float16 (benchmarks/results/notes/measurements.md#renderer-weights). The
+encoder renders with the decoded weights too, so decoded images match."""
 META_LIMIT = 1 << 16
 """Most bytes the decompressed metadata may take (bounds a zlib bomb)."""
 MIN_SLOT_SHARE = 0.005
 """An offset slot used by fewer than this share of the anchors is dropped at encoding (ours).
 Each slot has its own output rows in the renderer MLPs and hyperprior head, about 0.5 KB in the
-stream however few Gaussians use it. Kitchen, lambda 0.003 (measured): six of the ten slots
-serve 0 to 57 of 6,975 anchors; dropping the five under 0.5% (0 to 24 users each) takes the
-stream from 112.8 to 110.1 KB and the test PSNR from 38.014 to 37.988 dB; 1% also drops the
-57-anchor slot (109.3 KB, 37.964 dB)."""
+stream however few Gaussians use it (measured:
+benchmarks/results/notes/measurements.md#min-slot-share)."""
 MASK_LOGIT = 20.0
 """Decoded mask logits: +-20 reproduces M exactly (sigmoid far from the threshold)."""
 RENDERER_PREFIXES = ("opacity_mlp.", "color_mlp.", "cov_mlp.", "background")

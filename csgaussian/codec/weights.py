@@ -1,4 +1,5 @@
-"""Self-describing serialisation of network weights (renderer and hyperprior MLPs, METHOD §3).
+"""Self-describing serialisation of network weights (renderer and hyperprior MLPs; docs/format.md
+§5.5).
 
 Layout (little-endian)::
 
@@ -12,8 +13,8 @@ whole tensor for ranks 0 and 1) has a float16 step ``absmax / L`` (L = 127 or 51
 ``round(w / step)`` in ``[-L, L]`` are entropy-coded with constriction under one zero-mean
 Gaussian per tensor (a row whose step is 0 is all zeros and has no symbols), so ``data`` is
 ``steps f16[rows], symbol scale f32, payload_len u32, payload``. Trained MLP weights cost about
-8 (int8) or 10 (int10) bits each instead of 16 (kitchen renderer MLPs, int8: 14.3 KB against
-28.1 KB; hyperprior, int10: 5.9 KB against 8.4 KB; measured).
+8 (int8) or 10 (int10) bits each instead of 16 (measured:
+benchmarks/results/notes/measurements.md#weights).
 
 Every length is checked against the remaining bytes before anything is allocated; coded tensors,
 whose size the bytes do not bound, are limited to ``MAX_CODED_VALUES`` values per blob. Stored
@@ -31,8 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from csgaussian.codec.attributes import decode_gaussian, encode_gaussian
 from csgaussian.codec.container import StreamError
+from csgaussian.entropy.coder import decode_gaussian, encode_gaussian
 
 WeightDType = Literal["float32", "float16", "int8", "int10"]
 

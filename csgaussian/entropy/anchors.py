@@ -1,4 +1,5 @@
-"""The rate model of stage 1: anchor attributes quantized and priced by a hyperprior (METHOD §3).
+"""The rate model of stage 1: anchor attributes quantized and priced by a hyperprior
+(docs/method.md §3).
 
 Maths only: given a Scaffold-GS model and a set of anchors, quantize f, l and O at the steps the
 hyperprior predicts and return their bits. The codec (``csgaussian.codec.stream``) turns the
@@ -8,16 +9,18 @@ same distributions into bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 
-from ..scene.scaffold import ScaffoldConfig, ScaffoldModel
 from .conditional import CodedGroup
 from .hashgrid import HashGridConfig, HashGridHyperprior
 from .hyperprior import AttributeHyperprior, INRConfig, INRHyperprior
 from .quantize import QuantizationConfig, QuantMode
+
+if TYPE_CHECKING:  # annotations only: scene sits above entropy (docs/architecture.md)
+    from ..scene.scaffold import ScaffoldConfig, ScaffoldModel
 
 HyperpriorKind = Literal["inr", "hashgrid"]
 

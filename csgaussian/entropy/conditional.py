@@ -1,4 +1,5 @@
-"""One rate-bearing attribute group: its training likelihood and its codec halves (METHOD §3, §5).
+"""One rate-bearing attribute group: its training likelihood and its codec halves
+(docs/method.md §3).
 
 CompressAI's pattern (``GaussianConditional``): one small class holds what a coded group is
 (name, channels, base step) and both of its uses, side by side:
@@ -20,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..codec.attributes import decode_gaussian, encode_gaussian, estimate_bits
-from ..codec.container import StreamError
+from ..types import StreamError
+from .coder import decode_gaussian, encode_gaussian, estimate_bits
 from .likelihood import discretized_gaussian_bits
 from .quantize import QuantMode, adaptive_step, quantize
 
@@ -78,8 +79,8 @@ class CodedGroup:
     def symbol_params(self, params: GroupParams) -> tuple[Tensor, np.ndarray, np.ndarray]:
         """Step ``[N, 1]`` and mean, scale ``[N, C]`` in symbol units (divided by the step).
 
-        Run the hyperprior in float64 on both sides (METHOD §6) so that the coder's snapping
-        (``csgaussian.codec.attributes.snap_distribution_params``) sees equal values.
+        Run the hyperprior in float64 on both sides (docs/method.md §7) so that the coder's snapping
+        (``csgaussian.entropy.coder.snap_distribution_params``) sees equal values.
         """
         step = adaptive_step(self.q0, params.r)
         return step, (params.mean / step).numpy(), (params.scale / step).numpy()

@@ -1,4 +1,5 @@
-"""Position-conditioned hyperpriors: anchor position -> Gaussian entropy parameters (METHOD §3).
+"""Position-conditioned hyperpriors: anchor position -> Gaussian entropy parameters
+(docs/method.md §3).
 
 ``AttributeHyperprior`` holds what both peers share: a trunk MLP on top of a position encoding and
 one linear head per attribute group producing the mean, scale and step modifier ``r``. The INR
@@ -22,7 +23,7 @@ from csgaussian.entropy.quantize import QuantMode
 
 @dataclass(frozen=True)
 class MLPConfig:
-    """Trunk MLP shared by both hyperpriors (ours, METHOD §3: "compact MLP #1")."""
+    """Trunk MLP shared by both hyperpriors (ours, docs/method.md §3: "compact MLP #1")."""
 
     width: int = 32
     """Hidden width (the hash grid's; the INR narrows it, see ``INRConfig.mlp``)."""
@@ -149,19 +150,17 @@ class PositionalEmbedding(nn.Module):
 
 @dataclass(frozen=True)
 class INRConfig:
-    """INR hyperprior (ours; METHOD §3 leaves frequencies, depth and width to us)."""
+    """INR hyperprior (ours, docs/method.md §3)."""
 
     n_freqs: int = 8
     """Embedding frequencies 2^0 pi ... 2^(n-1) pi; 8 resolves ~1/256 of the scene extent."""
     mlp: MLPConfig = field(default_factory=lambda: MLPConfig(width=16))
-    """Width 16 (measured, kitchen, quick preset, lambda 0.004, weights then stored as float16):
-    its 8.4 KB of weights against width 32's 17.3 KB cost 4.8 KB more attribute bits: stream
-    113.1 KB at 37.67 dB against 117.1 KB at 37.44 dB. Refitted on fixed attributes, width 64
-    priced them at 85.6 KB with 37.7 KB of weights, width 32 at 90.5 KB with 17.0 KB."""
+    """Width 16: a wider MLP saves fewer attribute bits than its weights cost (measured:
+    benchmarks/results/notes/measurements.md#inr-width)."""
 
 
 class INRHyperprior(AttributeHyperprior):
-    """The paper's INR hyperprior: positional embedding + compact MLP (METHOD §3)."""
+    """The paper's INR hyperprior: positional embedding + compact MLP (docs/method.md §3)."""
 
     def __init__(
         self, groups: Sequence[CodedGroup], config: INRConfig | None = None, context_dim: int = 0

@@ -1,4 +1,4 @@
-"""Discretized Gaussian likelihood of quantized values (METHOD §3, after HAC / CompressAI)."""
+"""Discretized Gaussian likelihood of quantized values (docs/method.md §3, after HAC)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from torch import Tensor
 
 MIN_SCALE_IN_STEPS = 0.125
 """Smallest scale, as a fraction of the bin width: the entropy coder's smallest table scale
-(``csgaussian.codec.attributes.SCALE_TABLE[0]``), so that training prices what the coder codes.
+(``csgaussian.entropy.coder.SCALE_TABLE[0]``), so that training prices what the coder codes.
 Below it a Gaussian is a point mass on one bin anyway (its mass there is 1 - 6e-5)."""
 
 LIKELIHOOD_FLOOR = 1e-6
-"""Probability floor of a bin (METHOD §3, as HAC): bounds a single value's cost at ~19.9 bits."""
+"""Probability floor of a bin (docs/method.md §3, as HAC): a value costs at most ~19.9 bits."""
 
 _TINY_LOG_GAP = 1e-30
 """Keeps ``log(1 - exp(gap))`` finite when a bin is a vanishing share of a huge scale."""
@@ -25,8 +25,7 @@ class _LowerBound(torch.autograd.Function):
     A plain clamp zeroes the gradient of every value below the bound. For the likelihood floor that
     is fatal: a value priced at the floor (a far outlier under an over-confident prior) would
     cost ~20 bits while giving neither the prior nor the value any gradient, so training never
-    repairs it (measured on kitchen: 27% of the scaling values ended on the floor, 62% of their
-    bits).
+    repairs it (measured: benchmarks/results/notes/measurements.md#likelihood-floor).
     """
 
     @staticmethod

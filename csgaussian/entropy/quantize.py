@@ -1,4 +1,4 @@
-"""Adaptive-step quantization of anchor attributes (METHOD §3, after HAC).
+"""Adaptive-step quantization of anchor attributes (docs/method.md §3, after HAC).
 
 The step of each anchor and attribute group is ``q = q0 * (1 + tanh(r))`` with ``r`` predicted by
 the hyperprior. Training adds uniform noise of one step width; evaluation and encoding round
@@ -22,11 +22,9 @@ QuantMode = Literal["noise", "round"]
 class QuantizationConfig:
     """Base step ``q0`` per attribute group.
 
-    Source: METHOD §3 (ours, after HAC): q0 = 1 for the feature f and 0.2 for the offsets O.
-    The scaling's 0.001 of METHOD is raised to 0.03 (a 3% step on the log-scale; the adaptive step
-    can still shrink it). Kitchen, quick preset, lambda 0.004 (measured): 0.001 -> 0.01 cut the
-    scaling section from 94 KB to 55 KB; 0.01 -> 0.03 from 19.9 KB to 14.8 KB at equal test PSNR
-    (37.43 / 37.44 dB). At 0.01 the trained steps sat at the 2 * q0 ceiling.
+    Source: docs/method.md §3 (ours, after HAC): q0 = 1 for the feature f and 0.2 for the offsets
+    O; the scaling's q0 is 0.03 (a 3% step on the log-scale; the adaptive step can still shrink
+    it), not 0.001 (measured: benchmarks/results/notes/measurements.md#quantization-steps).
     """
 
     feature: float = 1.0
@@ -52,7 +50,8 @@ class QuantizationConfig:
 
 
 def adaptive_step(q0: float, r: Tensor) -> Tensor:
-    """Adaptive step ``q0 * (1 + tanh(r))`` (METHOD §3), in ``(0, 2 * q0)``; same shape as ``r``."""
+    """Adaptive step ``q0 * (1 + tanh(r))`` (docs/method.md §3), in ``(0, 2 * q0)``, shaped as
+    ``r``."""
     return q0 * (1.0 + torch.tanh(r))
 
 

@@ -1,6 +1,6 @@
 """Segmentation ground truth from the field's layouts, matched to views by image name.
 
-Three sources, picked by what the dataset holds (SEGMENTATION.md §2):
+Three sources, picked by what the dataset holds (docs/method.md §10):
 
 - instance maps of the test views (the kitchen / built-in layout), the scene's class list;
 - LERF-OVS labels ``label/*.json`` on COLMAP scenes: each label names its image

@@ -35,36 +35,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pytorch_msssim import ssim as _ms_ssim
 from torch import Tensor
 
+from csgaussian.render.ssim import check_image_pair, ssim_value, to_nchw
 from csgaussian.types import DataError
 
 LPIPS_ENV_VAR = "CSGAUSSIAN_LPIPS_WEIGHTS"
-
-
-@dataclass(frozen=True)
-class SSIMWindow:
-    """SSIM constants (Wang et al. 2004; 3DGS ``utils/loss_utils.py`` uses the same)."""
-
-    size: int = 11  # Gaussian window side, pixels
-    sigma: float = 1.5  # Gaussian window standard deviation, pixels
-    k1: float = 0.01  # luminance stabiliser
-    k2: float = 0.03  # contrast stabiliser
-
-
-SSIM_WINDOW = SSIMWindow()
-
-
-def _check_pair(pred: Tensor, target: Tensor) -> None:
-    if pred.ndim != 3 or pred.shape[-1] != 3:
-        raise ValueError(f"expected an [H, W, 3] image, got shape {tuple(pred.shape)}")
-    if pred.shape != target.shape:
-        raise ValueError(f"image shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
-
-
-def _to_nchw(image: Tensor) -> Tensor:
-    return image.permute(2, 0, 1).unsqueeze(0)  # [H, W, 3] -> [1, 3, H, W]
 
 
 def psnr(pred: Tensor, target: Tensor) -> float:
@@ -77,38 +53,10 @@ def psnr(pred: Tensor, target: Tensor) -> float:
     Returns:
         ``-10 log10(MSE)``; ``inf`` when the clamped images are identical (MSE = 0).
     """
-    _check_pair(pred, target)
+    check_image_pair(pred, target)
     diff = pred.detach().double().clamp(0, 1) - target.detach().double().clamp(0, 1)
     mse = float(diff.square().mean())
     return math.inf if mse == 0.0 else -10.0 * math.log10(mse)
-
-
-def _gaussian_window() -> Tensor:
-    """Normalised 1-D Gaussian in float64, ``[3, 1, 1, size]`` as pytorch_msssim expects.
-
-    pytorch_msssim builds its own window in float32, whose sum differs from 1 by ~1e-7; that
-    error is divided by C2 = 9e-4 in the contrast term and shifts SSIM by ~1e-5.
-    """
-    coords = torch.arange(SSIM_WINDOW.size, dtype=torch.float64) - SSIM_WINDOW.size // 2
-    gauss = torch.exp(-coords.square() / (2 * SSIM_WINDOW.sigma**2))
-    return (gauss / gauss.sum()).view(1, 1, 1, -1).repeat(3, 1, 1, 1)
-
-
-def _ssim_value(pred: Tensor, target: Tensor) -> Tensor:
-    _check_pair(pred, target)
-    height, width = pred.shape[:2]
-    if min(height, width) < SSIM_WINDOW.size:
-        raise ValueError(
-            f"SSIM needs images of at least {SSIM_WINDOW.size}x{SSIM_WINDOW.size} pixels "
-            f"(the Gaussian window), got {height}x{width}"
-        )
-    return _ms_ssim(
-        _to_nchw(pred),
-        _to_nchw(target),
-        data_range=1.0,
-        win=_gaussian_window(),
-        K=(SSIM_WINDOW.k1, SSIM_WINDOW.k2),
-    )
 
 
 def ssim(pred: Tensor, target: Tensor) -> float:
@@ -120,20 +68,7 @@ def ssim(pred: Tensor, target: Tensor) -> float:
     """
     pred64 = pred.detach().double().clamp(0, 1)
     target64 = target.detach().double().clamp(0, 1)
-    return float(_ssim_value(pred64, target64))
-
-
-def ssim_loss_term(pred: Tensor, target: Tensor) -> Tensor:
-    """Differentiable ``1 - SSIM`` for training (no clamping, so gradients always flow).
-
-    Args:
-        pred: ``[H, W, 3]`` rendered image; ``H, W >= 11``.
-        target: ``[H, W, 3]`` ground-truth image.
-
-    Returns:
-        0-dim tensor in the dtype of ``pred``.
-    """
-    return 1.0 - _ssim_value(pred, target.to(pred.dtype))
+    return float(ssim_value(pred64, target64))
 
 
 @dataclass(frozen=True)
@@ -257,14 +192,14 @@ class LPIPS:
         Returns:
             0-dim float32 tensor.
         """
-        _check_pair(pred, target)
+        check_image_pair(pred, target)
         height, width = pred.shape[:2]
         if min(height, width) < LPIPS_MIN_SIDE:
             raise ValueError(
                 f"LPIPS (AlexNet) needs images of at least {LPIPS_MIN_SIDE}x{LPIPS_MIN_SIDE} "
                 f"pixels, got {height}x{width}"
             )
-        pair = torch.cat([_to_nchw(pred), _to_nchw(target)]).float().clamp(0, 1)  # [2, 3, H, W]
+        pair = torch.cat([to_nchw(pred), to_nchw(target)]).float().clamp(0, 1)  # [2, 3, H, W]
         pair = (pair * 2.0 - 1.0 - self.shift) / self.scale
         total = pair.new_zeros(())
         for layer, feat in enumerate(self._features(pair)):

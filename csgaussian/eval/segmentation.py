@@ -1,6 +1,6 @@
 """Open-vocabulary segmentation scores: mask IoU, targets from instance maps, protocol reports.
 
-Every number names its protocol (SEGMENTATION.md §3, METHOD.md §8); see :data:`PROTOCOLS`. The
+Every number names its protocol (docs/method.md §10); see :data:`PROTOCOLS`. The
 selection protocols and LangSplat's relevancy protocol score a binary predicted mask per
 (annotated view, query text) against the ground truth with :func:`mask_iou`; mIoU is the mean
 over (view, query) and acc the share of those with IoU > :data:`ACC_IOU`. 3D-OVS's closed-set
@@ -23,25 +23,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from csgaussian.data.common import fail, read_json
+from csgaussian.semantics.encoders import RELEVANCY_NEGATIVES
+from csgaussian.semantics.query import SILHOUETTE_ALPHA, VISIBLE_SHARE
 from csgaussian.types import View
 
 # Accuracy threshold: a (view, query) counts as correct when IoU > 0.25, strictly
-# (OpenGaussian b70dcc6 LERF-OVS evaluation, as summarised in SEGMENTATION.md §3).
+# (OpenGaussian b70dcc6 LERF-OVS evaluation, docs/method.md §10).
 ACC_IOU = 0.25
 
-# "3d_selection": the selected Gaussians rendered alone; a pixel is predicted where their
-# silhouette alpha > 0.7, strictly (OpenGaussian b70dcc6 query rendering, SEGMENTATION.md §1, §3).
-SILHOUETTE_ALPHA = 0.7
-
-# "visible_selection" (ours, METHOD.md §8): a pixel is predicted where the selected Gaussians
-# contribute more than half, strictly, of the rendered weight of the full scene at that pixel.
-VISIBLE_SHARE = 0.5
-
-# "langsplat_relevancy" (LangSplat d70edb8 eval/evaluate_iou_loc.py, after LERF; SEGMENTATION.md
-# §3): relevancy against canonical negatives at softmax temperature 10, averaged half-and-half
+# "langsplat_relevancy" (LangSplat d70edb8 eval/evaluate_iou_loc.py, after LERF; docs/method.md
+# §10): relevancy against canonical negatives at softmax temperature 10, averaged half-and-half
 # with its 30x30 box-filtered copy, min-max normalised, stretched to [-1, 1] and clipped to [0, 1],
 # thresholded at 0.4 (eval.sh --mask_thresh), then a 7x7 majority filter (its ``smooth``).
-RELEVANCY_NEGATIVES = ("object", "things", "stuff", "texture")
 RELEVANCY_TEMPERATURE = 10.0
 RELEVANCY_BOX = 30
 RELEVANCY_THRESHOLD = 0.4
@@ -49,18 +42,19 @@ MAJORITY_RADIUS = 3
 
 PROTOCOLS: dict[str, str] = {
     "3d_selection": (
-        "OpenGaussian's protocol (SEGMENTATION.md §3): for each (view, query) only the selected "
+        "OpenGaussian's protocol (docs/method.md §10): for each (view, query) only the selected "
         f"Gaussians are rendered; predicted mask = silhouette alpha > {SILHOUETTE_ALPHA}; IoU with "
         "the ground-truth mask (0 when the union is empty), so occluded parts of the selection "
         f"count against it; mIoU = mean over (view, query), acc = share with IoU > {ACC_IOU}."
     ),
     "visible_selection": (
-        "Ours (METHOD.md §8): the full scene is rendered; predicted mask = pixels whose rendered "
-        f"weight comes mostly (share > {VISIBLE_SHARE}) from the selected Gaussians, so occluded "
-        "parts of the selection do not count against it; IoU, mIoU and acc as in 3d_selection."
+        "Ours (docs/method.md §10): the full scene is rendered; predicted mask = pixels whose "
+        f"rendered weight comes mostly (share > {VISIBLE_SHARE}) from the selected Gaussians, so "
+        "occluded parts of the selection do not count against it; IoU, mIoU and acc as in "
+        "3d_selection."
     ),
     "langsplat_relevancy": (
-        "LangSplat's 2D protocol (SEGMENTATION.md §3): per pixel the rendered language feature "
+        "LangSplat's 2D protocol (docs/method.md §10): per pixel the rendered language feature "
         "f (the blend of the leaves' language rows), relevancy = min over the negatives "
         f"{', '.join(RELEVANCY_NEGATIVES)} of softmax({RELEVANCY_TEMPERATURE:g} * [cos(f, q), "
         f"cos(f, neg)])[0]; averaged with its {RELEVANCY_BOX}x{RELEVANCY_BOX} box-filtered copy, "
@@ -70,7 +64,7 @@ PROTOCOLS: dict[str, str] = {
         "selection protocols."
     ),
     "3dovs_argmax": (
-        "3D-OVS's closed-set protocol (SEGMENTATION.md §3): every pixel takes the class whose "
+        "3D-OVS's closed-set protocol (docs/method.md §10): every pixel takes the class whose "
         "text has the highest cosine with its rendered language feature; per view, IoU of each "
         "annotated class; miou = mean over classes, then over views; acc = share of "
         f"(view, class) with IoU > {ACC_IOU}."

@@ -2,7 +2,7 @@
 
 Scaffold-GS spawns its neural Gaussians per view: opacity, colour, scale and rotation come
 from MLPs of the view, and a slot whose opacity is <= 0 in a view is not drawn there. Means do
-not depend on the view (``x + O_k * l[0:3]``, METHOD §1). The export therefore keeps one
+not depend on the view (``x + O_k * l[0:3]``, docs/method.md §1). The export therefore keeps one
 Gaussian per anchor slot drawn in at least one of the sampled views (a slot never drawn
 contributes nothing to any of them), at its fixed mean, and fits the rest:
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from ..eval.metrics import ssim_loss_term
 from ..progress import TrainProgress
 from ..render.sh import rasterize_sh, sh_basis, sh_coefficient_count
+from ..render.ssim import ssim_loss_term
 from ..scene.rendering import render_view
 from ..scene.scaffold import ScaffoldModel
 from ..types import Camera
@@ -42,8 +42,8 @@ class ExportConfig:
     sh_degree: int = 3
     """Degree of the exported SH colours (3: the 48 colour values of a standard 3DGS PLY)."""
     fit_iterations: int = 2000
-    """Adam steps of the fit; 0 keeps the closed-form initial values (kitchen, measured: 800
-    steps left the export 2.7 dB under the decoded model on the test views)."""
+    """Adam steps of the fit; 0 keeps the closed-form initial values (fewer steps leave the
+    export under the decoded model: benchmarks/results/notes/measurements.md#export-fit)."""
     n_views: int = 64
     """Cameras whose views give the initial values (the fit then draws a new camera per step
     and renders its target from the decoded model: no view is fitted twice)."""
@@ -59,9 +59,8 @@ class ExportConfig:
     elevation_deg: tuple[float, float] = (0.0, 90.0)
     """Elevation band of the cameras about +Z. The stream holds no poses, so this assumes a
     +Z-up scene seen from above, as the Blender-layout scenes (kitchen, the built-in scene)
-    are; (-90, 90) samples the whole sphere (measured on the tiny scene after 80 steps: 34.1
-    dB against 30.7 dB for the whole sphere on held-out views, the lower half's views being
-    mostly the floor's underside)."""
+    are; (-90, 90) samples the whole sphere
+    (benchmarks/results/notes/measurements.md#export-elevation)."""
     sh_ridge: float = 0.05
     """Ridge weight, per colour sample, on the non-DC coefficients of the initial SH fit."""
     lr_dc: float = 0.0025

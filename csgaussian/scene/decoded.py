@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..semantics.layer import SemanticLayer
 from .edits import SceneEdit, apply_edits
 from .scaffold import NeuralGaussians, ScaffoldModel
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: semantics sits above scene (docs/architecture.md)
+    from ..semantics.layer import SemanticLayer
     from .rendering import GaussianEdit
 
 

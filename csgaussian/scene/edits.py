@@ -26,6 +26,14 @@ EditKind = Literal["remove", "extract", "duplicate", "recolor"]
 EDIT_KINDS: tuple[EditKind, ...] = ("remove", "extract", "duplicate", "recolor")
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 """ITU-R BT.601 luma coefficients."""
+COLOR_LEVELS = 255
+"""Recolour targets are 8-bit RGB (as the edit layer stores them)."""
+
+
+def quantize_color(color: Sequence[float]) -> tuple[float, float, float]:
+    """``color`` (RGB in [0, 1]) as the edit layer stores it (8 bits per channel)."""
+    r, g, b = (round(min(max(float(c), 0.0), 1.0) * COLOR_LEVELS) / COLOR_LEVELS for c in color)
+    return (r, g, b)
 
 
 @dataclass

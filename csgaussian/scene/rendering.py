@@ -1,7 +1,7 @@
 """Render a Scaffold-GS scene from one camera: spawn the visible anchors' Gaussians, rasterize.
 
 Extra per-Gaussian channels (semantic features, selection indicators) go through the same
-rasterizer pass as the colours (METHOD §2), composited over a zero background.
+rasterizer pass as the colours (docs/method.md §2), composited over a zero background.
 """
 
 from __future__ import annotations

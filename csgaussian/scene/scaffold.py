@@ -1,4 +1,4 @@
-"""Scaffold-GS anchors and the neural Gaussians they spawn per view (METHOD §1).
+"""Scaffold-GS anchors and the neural Gaussians they spawn per view (docs/method.md §1).
 
 Each anchor holds a position on a voxel grid, a feature ``f`` (50), a scaling ``l`` (6, stored as
 log), K offsets (K x 3) and K mask logits. Per view, three MLPs map ``[f, d, |x - c|]`` to the
@@ -30,7 +30,7 @@ class ScaffoldConfig:
     """
 
     feature_dim: int = 50
-    """Anchor feature size (METHOD §1)."""
+    """Anchor feature size (docs/method.md §1)."""
     n_offsets: int = 10
     """K, neural Gaussians per anchor (supp Table 1)."""
     hidden_dim: int = 50
@@ -195,7 +195,7 @@ class ScaffoldModel(nn.Module):
         return self.offset_mask(use_mask=True) > 0.5
 
     def offset_mask(self, use_mask: bool) -> Tensor:
-        """M of METHOD §1 with a straight-through gradient to sigmoid(m), ``[N, K]``."""
+        """M of docs/method.md §1 with a straight-through gradient to sigmoid(m), ``[N, K]``."""
         soft = torch.sigmoid(self.mask_logits)
         if not use_mask:
             return torch.ones_like(soft)

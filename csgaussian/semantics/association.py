@@ -1,6 +1,6 @@
 """Training-free 2D-3D association of codebook leaves with the training masks (ours).
 
-In OpenGaussian's spirit (SEGMENTATION §1) but with one render per training view (§5): the
+In OpenGaussian's spirit (docs/method.md §5) but with one render per training view: the
 renderer composites one one-hot channel per leaf, and each pixel's leaf is the one with the
 largest summed blending weight; one
 ``bincount`` over (leaf, mask) pairs then gives every overlap of the view at once. A leaf votes for
@@ -34,9 +34,8 @@ class AssociationConfig:
     """Pixels whose rendered alpha is at most this have no leaf. Ours: a share threshold on the
     leaf's weight instead left early, blended scenes without any leaf."""
     merge_cosine: float = 0.9
-    """Leaf language features at least this cosine-close share one table entry. Ours. Kitchen
-    (measured): 0.98 kept 15 entries (5.3 KB), 0.9 keeps 12 (4.2 KB) at the same mIoU; a leaf
-    voted 70/30 between two objects whose names have cosine 0.2 lies at 0.93 from the first."""
+    """Leaf language features at least this cosine-close share one table entry. Ours (measured:
+    benchmarks/results/notes/measurements.md#merge-cosine)."""
 
 
 class LeafMaskVotes:

@@ -1,4 +1,4 @@
-"""OpenGaussian's two-level codebook, fitted deterministically (SEGMENTATION §1, §5).
+"""OpenGaussian's two-level codebook, fitted deterministically (docs/method.md §5).
 
 Coarse k-means on the joint vector ``[feature, position_weight * xyz]``, then fine k-means on the
 feature alone inside each coarse cluster. Leaf id = ``coarse * k2 + fine``. The sender fits; the

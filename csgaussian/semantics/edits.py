@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..codec.edit_layer import quantize_color
 from ..scene.decoded import Scene
-from ..scene.edits import EditKind, SceneEdit
+from ..scene.edits import EditKind, SceneEdit, quantize_color
 from .encoders import TextEncoder
 from .query import QueryConfig, QueryError, select
 

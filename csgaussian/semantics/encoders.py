@@ -28,6 +28,9 @@ HASH_VERSION = "v1"  # bump when HashEncoder's output changes, so old ids are re
 HASH_DEFAULT_DIM = 64
 ENCODERS = ("minilm", "hash")
 EXTERNAL_SPACE = "external"  # text space of brought features without encoder.json: external:<D>
+# LangSplat's canonical negatives of its relevancy score (d70edb8 eval/evaluate_iou_loc.py): the
+# "langsplat_relevancy" protocol scores against them, so text-feature caches carry them too.
+RELEVANCY_NEGATIVES = ("object", "things", "stuff", "texture")
 
 
 class EncoderError(ValueError):

@@ -1,6 +1,6 @@
 """The semantic field: one latent per anchor, decoded to a unit instance feature per Gaussian.
 
-METHOD §4 (ours, SEGMENTATION §5): each anchor carries a latent ``s`` (``latent_dim`` values,
+docs/method.md §4 (ours): each anchor carries a latent ``s`` (``latent_dim`` values,
 coded in the semantic layer); a small shared MLP maps ``[ŝ, O_k]`` (the latent and the slot's
 decoded offset) to the ``feature_dim``-D unit feature of neural Gaussian k. Features do not
 depend on the view, so the receiver computes them once per decoded scene.
@@ -24,7 +24,7 @@ SEMANTIC_GROUP = "semantic"
 
 @dataclass(frozen=True)
 class SemanticConfig:
-    """Shape of the semantic field (ours; SEGMENTATION §5 proposes d_s around 8)."""
+    """Shape of the semantic field (ours, docs/method.md §4)."""
 
     latent_dim: int = 8
     """d_s, values per anchor in the stream (ablated in benchmarks/semantics.py)."""
@@ -33,15 +33,13 @@ class SemanticConfig:
     hidden_dim: int = 32
     """Width of the feature MLP's one hidden layer (ours)."""
     latent_init: float = 0.1
-    """Latents start uniform in +-latent_init (ours). Kitchen, quick preset (measured): 1.0 (eight
-    steps of random values that training never clears) coded the latents in 15.7 KB; 0.1 with
-    latent learning rate 0.01 in 4.8 KB at a better mIoU (0.942 against 0.915); 0.01 at the
-    0.001 rate collapsed (all latents rounded to zero, mIoU 0.18)."""
+    """Latents start uniform in +-latent_init (ours; larger starts cost bits, smaller ones
+    collapsed: benchmarks/results/notes/measurements.md#latent-init)."""
 
 
 @dataclass(frozen=True)
 class SemanticRateConfig:
-    """Stage 3's rate model for the latents: hyperprior MLP #2 (METHOD §5).
+    """Stage 3's rate model for the latents: hyperprior MLP #2 (docs/method.md §5).
 
     The latent step q0 is ours: with a latent range of a few units, 0.25 leaves features that
     survive rounding (QAT trains at this step from stage 2 on); the adaptive step can move it.

@@ -1,6 +1,6 @@
 """The receiver's semantics: decoded latents, feature MLP, codebook and leaf language table.
 
-Everything here is computed from the decoded stream alone (METHOD §4-§6): each anchor slot's
+Everything here is computed from the decoded stream alone (docs/method.md §4-§6): each anchor slot's
 feature, its codebook leaf, and through the leaf its language feature. Nothing is trained.
 """
 
@@ -50,7 +50,7 @@ class SemanticLayer:
 def slot_positions(model: ScaffoldModel) -> Tensor:
     """Means of every anchor slot's Gaussian ``[N, K, 3]`` in the lattice's unit cube.
 
-    ``x + O_k * l[0:3]`` does not depend on the view (METHOD §1), so it places each Gaussian
+    ``x + O_k * l[0:3]`` does not depend on the view (docs/method.md §1), so it places each Gaussian
     for clustering; the unit cube makes the codebook's position weight scene-independent.
     """
     scale = torch.exp(model.log_scaling[:, None, :3])

@@ -1,4 +1,4 @@
-"""OpenGaussian's instance-feature losses for one view (SEGMENTATION §1, §5; METHOD §4).
+"""OpenGaussian's instance-feature losses for one view (docs/method.md §4).
 
 Everything is a scatter over the per-pixel mask id (``index_add_`` / ``bincount``): no
 ``[masks, H, W]`` or ``[masks, Gaussians]`` tensor is ever built, so a 512 x 512 view with hundreds

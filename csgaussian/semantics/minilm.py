@@ -3,9 +3,10 @@
 The model is a 6-layer BERT encoder (its ``config.json``); the sentence embedding is the mean of
 the last hidden states over the attention mask, L2-normalised (its ``modules.json``). A receiver
 embeds one query and exits, so start-up is the cost that matters: importing transformers'
-``BertModel`` takes 2.1 s and sentence-transformers 3.9 s here (measured), this module nothing
-beyond torch, ``tokenizers`` and ``safetensors``. ``tests/semantics/test_encoders.py`` holds its
-output against sentence-transformers' (the library's pipeline on the same files).
+``BertModel`` or sentence-transformers takes seconds
+(benchmarks/results/notes/measurements.md#minilm-startup), this module nothing beyond torch,
+``tokenizers`` and ``safetensors``. ``tests/semantics/test_encoders.py`` holds its output against
+sentence-transformers' (the library's pipeline on the same files).
 """
 
 from __future__ import annotations

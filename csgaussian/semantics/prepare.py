@@ -18,7 +18,11 @@ from csgaussian.data import load_scene
 from csgaussian.data.common import fail, read_json
 from csgaussian.fileio import write_bytes_atomic
 from csgaussian.progress import TrainProgress
-from csgaussian.semantics.encoders import get_text_encoder, write_text_cache
+from csgaussian.semantics.encoders import (
+    RELEVANCY_NEGATIVES,
+    get_text_encoder,
+    write_text_cache,
+)
 from csgaussian.semantics.features import LEVELS, view_stem, write_view
 from csgaussian.types import View
 
@@ -174,7 +178,6 @@ def make_text_features(
 ) -> dict:
     """Write a ``{text: vector}`` cache of ``texts`` and LangSplat's relevancy negatives,
     embedded by the CLIP model folder ``clip``."""
-    from ..eval.segmentation import RELEVANCY_NEGATIVES
     from .sam_clip import ClipModel
 
     encoder = ClipModel(clip)

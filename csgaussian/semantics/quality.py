@@ -1,4 +1,4 @@
-"""Quality-aware weighting of the semantic objective (METHOD §4, [paper]; the formula is ours).
+"""Quality-aware weighting of the semantic objective (docs/method.md §4).
 
 A Gaussian that reconstructs its pixels' colours badly, or barely shows, is an unreliable carrier
 of an object's identity: after compression its geometry may be a smear across two objects, and

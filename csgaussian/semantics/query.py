@@ -1,4 +1,4 @@
-"""Open-vocabulary selection on a decoded scene (METHOD §4: language association, queries).
+"""Open-vocabulary selection on a decoded scene (docs/method.md §6).
 
 A text is embedded by the encoder that made the stream's language features, compared by cosine
 with the language table; the best entry and those within ``margin`` of it are selected, and with
@@ -13,13 +13,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..eval.segmentation import SILHOUETTE_ALPHA, VISIBLE_SHARE
 from ..scene.decoded import Scene
 from ..scene.rendering import GaussianEdit, render_view
 from ..scene.scaffold import NeuralGaussians, ScaffoldModel
 from ..types import Camera
 from .encoders import TextEncoder, get_text_encoder
 from .layer import SemanticLayer
+
+# "3d_selection": the selected Gaussians rendered alone; a pixel is predicted where their
+# silhouette alpha > 0.7, strictly (OpenGaussian b70dcc6 query rendering, docs/method.md §10).
+SILHOUETTE_ALPHA = 0.7
+
+# "visible_selection" (ours, docs/method.md §6): a pixel is predicted where the selected Gaussians
+# contribute more than half, strictly, of the rendered weight of the full scene at that pixel.
+VISIBLE_SHARE = 0.5
 
 
 class QueryError(ValueError):
@@ -30,8 +37,7 @@ class QueryError(ValueError):
 class QueryConfig:
     """Selection thresholds (ours).
 
-    With MiniLM on kitchen (measured): an object's own name scores 1.0 against its entry,
-    paraphrases 0.5-0.8, other objects' names 0.0-0.4.
+    Set from MiniLM's scores on kitchen (benchmarks/results/notes/measurements.md#query-scores).
     """
 
     min_score: float = 0.45

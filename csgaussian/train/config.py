@@ -168,14 +168,14 @@ class TrainConfig:
 SCAFFOLD_GS_RATES = replace(LearningRates(), scaling=0.007, color_mlp=0.008)
 """Scaffold-GS's scaling and colour-MLP rates, used by the ``quick`` and ``tiny`` presets.
 
-Supp Table 1's 0.07 and 0.08 are ten times these. On kitchen (quick schedule, 6k iterations)
-they let anchor scalings explode (99th percentile 4,741 voxels) into view-dependent haze:
-test PSNR 34.56 dB against 38.10 dB with these values (measured; ``paper`` keeps Table 1)."""
+Supp Table 1's 0.07 and 0.08 are ten times these; on kitchen's quick schedule they let anchor
+scalings explode into view-dependent haze (measured:
+benchmarks/results/notes/measurements.md#scaffold-gs-rates). ``paper-table1`` keeps Table 1."""
 
 QUICK_LATENT_RATE = 0.01
 """Latent learning rate of the short schedules (ours): supp Table 1's 0.001 is for 40k + 30k
-iterations; in 1.5k + 0.5k it left the latents near their start. Kitchen, quick preset
-(measured, latent_init 0.1): 0.01 gave mIoU 0.942 with the latents in 4.8 KB."""
+iterations; in 1.5k + 0.5k it left the latents near their start (measured:
+benchmarks/results/notes/measurements.md#quick-latent-rate)."""
 
 PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(lr=SCAFFOLD_GS_RATES),

@@ -14,8 +14,9 @@ from torch import Tensor
 
 from ..entropy.anchors import AnchorEntropyModel
 from ..entropy.quantize import QuantMode
-from ..eval.metrics import psnr, ssim_loss_term
+from ..eval.metrics import psnr
 from ..progress import TrainProgress
+from ..render.ssim import ssim_loss_term
 from ..scene.anchor_ops import AnchorDensifier
 from ..scene.io import SCENE_NAME, RunError, load_torch, model_from_state, save_torch, scene_state
 from ..scene.rendering import render_view
@@ -125,7 +126,7 @@ def color_loss(
     config: TrainConfig,
     use_mask: bool,
 ) -> Tensor:
-    """The stage-1 distortion loss of METHOD §3 without its rate term."""
+    """The stage-1 distortion loss of docs/method.md §3 without its rate term."""
     w = config.loss
     loss = (1 - w.ssim) * (image - target).abs().mean() + w.ssim * ssim_loss_term(image, target)
     if scales.numel():

@@ -1,4 +1,5 @@
-"""Stages 2 and 3: compression-guided segmentation learning and semantic compression (METHOD §4-5).
+"""Stages 2 and 3: compression-guided segmentation learning and semantic compression
+(docs/method.md §4-§5).
 
 Stage 2 learns the semantic field on the *decoded* base layer (what the receiver will have):
 per-anchor latents, quantized at the step stage 3 codes them with (QAT), and a feature MLP,

@@ -1,4 +1,4 @@
-"""The three training stages of a run directory, in order, each resumable (METHOD §3-§5).
+"""The three training stages of a run directory, in order, each resumable (docs/method.md §3-§5).
 
 A run directory holds ``run.json`` (the settings), stage 1's ``checkpoint.pt`` and ``scene.pt``,
 the base layer ``base.csg`` that stages 2 and 3 learn on, their ``semantic_checkpoint.pt``, and

@@ -16,12 +16,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..eval.segmentation import VISIBLE_SHARE
+from ..codec.files import save_edited
 from ..scene.decoded import Scene
 from ..scene.edits import SceneEdit
 from ..scene.rendering import render_view
 from ..semantics.edits import EditRequest, from_slots
-from ..semantics.query import QueryError, Selection, highlight, require_semantics, select
+from ..semantics.query import (
+    VISIBLE_SHARE,
+    QueryError,
+    Selection,
+    highlight,
+    require_semantics,
+    select,
+)
 from ..types import Camera
 
 
@@ -114,8 +121,6 @@ class ViewerSession:
 
     def save(self, path: str | Path) -> dict[str, Any]:
         """Write the source stream with the session's edits to ``path``."""
-        from ..api import save_edited
-
         return save_edited(self.edited_scene(), self.source, path)
 
     @torch.no_grad()

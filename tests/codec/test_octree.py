@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from csgaussian.codec.container import StreamError
-from csgaussian.codec.fixtures import surface_anchor_grid
 from csgaussian.codec.octree import (
     canonical_order,
     decode_positions,
@@ -16,6 +15,8 @@ from csgaussian.codec.octree import (
     morton_codes,
     voxelize,
 )
+
+from .geometry import surface_anchor_grid
 
 
 def round_trip(grid: np.ndarray) -> np.ndarray:

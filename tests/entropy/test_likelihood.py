@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from csgaussian.codec.attributes import SCALE_TABLE
+from csgaussian.entropy.coder import SCALE_TABLE
 from csgaussian.entropy.likelihood import (
     LIKELIHOOD_FLOOR,
     MIN_SCALE_IN_STEPS,

@@ -15,8 +15,8 @@ from csgaussian.eval.metrics import (
     load_lpips,
     psnr,
     ssim,
-    ssim_loss_term,
 )
+from csgaussian.render.ssim import ssim_loss_term
 from csgaussian.types import DataError
 
 # Keys and shapes of lpips.LPIPS(net='alex').state_dict() (lpips 0.1.4, lpips/lpips.py and

@@ -1,4 +1,5 @@
-"""Synthetic anchor geometry for the codec's tests and benchmarks.
+"""Synthetic anchor geometry for the codec's tests and ``benchmarks/codec.py`` (test data, not
+part of the package).
 
 Scaffold-GS anchors lie on surfaces: here points are sampled on two spheres, a box and a ground
 plane inside the unit cube, then voxelised like Scaffold-GS (``octree.voxelize``).

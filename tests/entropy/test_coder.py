@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from csgaussian.codec.attributes import (
+from csgaussian.codec.container import StreamError
+from csgaussian.entropy.coder import (
     MEAN_GRID,
     SCALE_TABLE,
     decode_gaussian,
@@ -13,7 +14,6 @@ from csgaussian.codec.attributes import (
     estimate_bits,
     snap_distribution_params,
 )
-from csgaussian.codec.container import StreamError
 
 
 def sample(m: int, seed: int = 0):

@@ -1,9 +1,9 @@
-"""Entropy coding of quantized attributes with per-symbol Gaussians (METHOD §3, §6).
+"""Entropy coding of quantized attributes with per-symbol Gaussians (docs/format.md §5).
 
 Inputs are integer symbols ``round(value / step)`` and the hyperprior's mean and scale converted
 to symbol units (``mean / step``, ``scale / step``).
 
-Cross-machine determinism (METHOD §6, as CompressAI). ``snap_distribution_params`` maps the means
+Cross-machine determinism (docs/method.md §7). ``snap_distribution_params`` maps the means
 to the grid ``1 / MEAN_GRID`` and the scales to the nearest entry of a fixed table
 ``0.125 * 2^(i / 4)``, ``i = 0 .. 60`` (0.125 .. 4096 symbols), built from exact float products and
 searched with exact midpoints; encoder and decoder call it, so they hand identical parameters to
@@ -29,7 +29,7 @@ import constriction
 import numpy as np
 import torch
 
-from csgaussian.codec.container import StreamError
+from csgaussian.types import StreamError
 
 MEAN_GRID = 64
 """Means are snapped to multiples of 1 / MEAN_GRID symbol."""
