@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .codec.budget import check_edits_fit
 from .codec.container import StreamError, read_container, section_layers
 from .codec.edit_layer import edit_summary
 from .codec.stream import MIN_SLOT_SHARE, EncodedScene, decode_scene, encode_scene, with_edits
@@ -351,12 +352,15 @@ def edit(
     edits, e.g. ``edit(scene, [Remove("rubber duck"), Recolor("mug", "#2040ff")])``.
 
     Each request's text is queried on the decoded scene now; the edit keeps the selected anchor
-    slots (see :mod:`csgaussian.semantics.edits`). The input scene is not changed.
+    slots (see :mod:`csgaussian.semantics.edits`). The input scene is not changed. Edits
+    whose rendering would need more than the memory limit are refused (StreamError, as the
+    decoder refuses such a file: :func:`csgaussian.codec.budget.check_edits_fit`).
     """
     if not isinstance(scene, Scene):
         scene = decode(scene)
-    edits = resolve(scene, requests, config=config)
-    return Scene(scene.model, scene.semantics, list(scene.notes), [*scene.edits, *edits])
+    edits = [*scene.edits, *resolve(scene, requests, config=config)]
+    check_edits_fit(scene.model, edits)
+    return Scene(scene.model, scene.semantics, list(scene.notes), edits)
 
 
 def save_edited(scene: Scene, source: str | Path, out_path: str | Path) -> dict[str, Any]:
