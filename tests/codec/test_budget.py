@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from csgaussian import api
 from csgaussian.codec import budget
 from csgaussian.codec.container import StreamError, read_container, section_layers
 from csgaussian.codec.container import write_container as _write
@@ -27,6 +28,7 @@ from csgaussian.scene.edits import SceneEdit, apply_edit
 from csgaussian.scene.rendering import render_view
 from csgaussian.scene.scaffold import AnchorGrid, NeuralGaussians, ScaffoldConfig, ScaffoldModel
 from csgaussian.types import Camera
+from csgaussian.viewer.session import ViewerSession
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny.csg"
 
@@ -283,3 +285,36 @@ def test_the_gaussian_estimate_covers_the_measured_render_peak():
     rendered = out.gaussians.means.shape[0]
     assert rendered > 100_000
     assert budget.GAUSSIAN_BYTES * rendered / 4 < added < budget.GAUSSIAN_BYTES * rendered
+
+
+def test_the_refusal_itself_allocates_little():
+    """Refusing the 64-duplicate file reads a few KB and counts on [360, 4] tables: its peak
+    RSS stays within a few MiB (measured with /usr/bin/time: 5.6 MiB above importing the API)."""
+    if not _fresh_peak():
+        pytest.skip("needs glibc and Linux /proc/self/clear_refs to measure a peak")
+    crafted = _golden_edited([_everything()] * 64)
+    with pytest.raises(StreamError):
+        decode_scene(crafted)  # the one-time start-up of this path
+    _fresh_peak()
+    before = _rss()
+    with pytest.raises(StreamError, match="edit 13 of 64"):
+        decode_scene(crafted)
+    added = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    assert added < 16 << 20, added
+
+
+def test_the_api_and_the_viewers_live_edits_apply_the_same_bound(tiny_run):
+    scene = decode_scene((tiny_run / "stream.csg").read_bytes())
+    floor = api.Duplicate("floor", (0.1, 0.0, 0.0))
+    with pytest.raises(StreamError, match=r"^edit \d+ of 64 \(duplicate 'floor'\) makes") as no:
+        api.edit(scene, [floor] * 64)
+    assert "\n" not in str(no.value) and scene.edits == []
+    session = ViewerSession(scene, tiny_run / "stream.csg")
+    with budget.memory_limit(64 << 20):
+        with pytest.raises(StreamError, match="over the limit of 0.06 GiB"):
+            for _ in range(64):
+                session.apply(floor)
+    accepted = len(session.edits)
+    assert 0 < accepted < 64
+    peak, _ = budget.edited_gaussians(scene.model.active_slots().numpy(), session.edits, 1 << 60)
+    assert peak * budget.GAUSSIAN_BYTES <= 64 << 20
