@@ -98,7 +98,7 @@ def train(
     if iterations is not None and iterations < 1:
         raise ValueError(f"--iterations must be a positive count, got {iterations}")
     run_dir = Path(run_dir)
-    stage_list = parse_stages(stages or "1,2,3")
+    stage_list = parse_stages("1,2,3" if stages is None else stages)
     settings = {
         "downscale": downscale,
         "preset": preset,

@@ -55,7 +55,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent
         )
     except OSError as err:
-        raise OSError(err.errno, f"cannot write {path} ({err.strerror})") from None
+        raise OSError(err.errno, f"cannot write {path} ({err.strerror or err})") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -65,7 +65,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
-        raise OSError(err.errno, f"cannot write {path} ({err.strerror})") from None
+        raise OSError(err.errno, f"cannot write {path} ({err.strerror or err})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -241,6 +241,8 @@ def edited_gaussians(active: np.ndarray, edits: Sequence[SceneEdit], cap: int) -
     Raises:
         StreamError: an edit's selection is not a ``[N, K]`` table.
     """
+    if cap >= 1 << 255:
+        raise ValueError(f"cap must be below 2^255 (doublings are counted in uint8), got {cap}")
     alive = np.array(active, dtype=bool)
     doublings = np.zeros(alive.shape, dtype=np.uint8)  # d per slot; 2^d <= count <= cap
     total = peak = int(alive.sum())
@@ -301,7 +303,8 @@ def check_edits_fit(
     """
     limit = resolve_limit(max_memory)
     if isinstance(scene, ScaffoldModel):
-        active = scene.active_slots().numpy()
+        with torch.no_grad():
+            active = scene.active_slots().numpy()
         if held is None:
             held = sum(t.nbytes for t in scene.state_dict().values())
     else:

@@ -157,7 +157,9 @@ def decode_scene(data: bytes, base_only: bool = False, max_memory: int | None = 
     Every metadata field is checked against its schema (:mod:`csgaussian.codec.schema`) and the
     memory the decoding needs is computed from them before anything is allocated: a file that
     needs more than ``max_memory`` bytes (default :data:`budget.DEFAULT_MAX_MEMORY`, or the
-    limit set by :func:`budget.memory_limit`) is refused.
+    limit set by :func:`budget.memory_limit`) is refused, and so is an edit list whose
+    Gaussians (duplicates included) would need more to render
+    (:func:`budget.check_edits_fit`), before the base layer is decoded.
     """
     limit = budget.resolve_limit(max_memory)
     sections = read_container(data, partial_ok=True)

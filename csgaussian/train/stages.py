@@ -235,19 +235,10 @@ def start_or_resume(
     ``resume`` continues with the settings in ``run.json``: an explicit setting (or dataset)
     that differs from them is refused, naming each.
     """
+    given = {"data": None if data is None else str(Path(data).resolve()), **settings}
     if resume:
         info = read_run_info(run_dir)
-        given = {"data": None if data is None else str(Path(data).resolve()), **settings}
-        differ = [
-            f"{key} {value!r} (run.json: {info.get(key)!r})"
-            for key, value in given.items()
-            if value is not None and info.get(key) != value
-        ]
-        if differ:
-            raise RunError(
-                f"{run_dir}: --resume continues with the run's settings, and these differ from "
-                f"its {RUN_INFO_NAME}: {', '.join(differ)}; leave them out or start a new run"
-            )
+        _refuse_differing(run_dir, info, given, "--resume continues")
         return info, False
     if 1 in stages:
         if (run_dir / CHECKPOINT_NAME).is_file():
@@ -259,9 +250,26 @@ def start_or_resume(
         chosen = {key: DEFAULT_SETTINGS.get(key) if v is None else v for key, v in settings.items()}
         return new_run_info(data, **chosen), True
     info = read_run_info(run_dir)
-    semantic_settings = {
-        k: settings[k] for k in ("features", "encoder", "level", "seed") if k in settings
-    }
-    info.update({k: v for k, v in semantic_settings.items() if v is not None})
+    fixed = {k: v for k, v in given.items() if k not in SEMANTIC_SETTINGS and k != "stages"}
+    _refuse_differing(run_dir, info, fixed, f"--stages {','.join(map(str, stages))} continues")
+    info.update({k: given[k] for k in SEMANTIC_SETTINGS if given.get(k) is not None})
     info["stages"] = list(stages)
     return info, True
+
+
+SEMANTIC_SETTINGS = ("features", "encoder", "level", "seed")
+"""The settings a run of stages 2-3 alone may set anew (stage 1's are fixed by its scene)."""
+
+
+def _refuse_differing(run_dir: Path, info: dict[str, Any], given: dict[str, Any], how: str) -> None:
+    """RunError naming each explicit setting in ``given`` that differs from ``info``."""
+    differ = [
+        f"{key} {value!r} (run.json: {info.get(key)!r})"
+        for key, value in given.items()
+        if value is not None and info.get(key) != value
+    ]
+    if differ:
+        raise RunError(
+            f"{run_dir}: {how} with the run's settings, and these differ from its "
+            f"{RUN_INFO_NAME}: {', '.join(differ)}; leave them out or start a new run"
+        )

@@ -34,6 +34,8 @@ def test_resume_refuses_settings_that_differ_from_run_json(run_copy, tmp_path, c
         api.train(None, run_copy, resume=True, encoder="minilm", quiet=True)
     with pytest.raises(RunError, match="stages \\[1\\]"):
         api.train(None, run_copy, resume=True, stages="1", quiet=True)
+    with pytest.raises(RunError, match="--stages 2,3 continues .* downscale 2 \\(run.json: 1\\)"):
+        api.train(None, run_copy, stages="2,3", downscale=2, quiet=True)
     assert (run_copy / "run.json").read_bytes() == info
 
 
