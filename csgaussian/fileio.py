@@ -7,6 +7,7 @@ removes the ones whose writer process is gone.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -49,13 +50,13 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
-            raise IsADirectoryError(21, "Is a directory")
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
         _remove_stale_temps(path)
         fd, tmp = tempfile.mkstemp(
             prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent
         )
     except OSError as err:
-        raise OSError(err.errno, f"cannot write {path} ({err.strerror or err})") from None
+        raise _naming(path, err) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -65,10 +66,17 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
-        raise OSError(err.errno, f"cannot write {path} ({err.strerror or err})") from None
+        raise _naming(path, err) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _naming(path: Path, err: OSError) -> OSError:
+    """``err`` as one line naming ``path`` (not the temporary file), its errno kept."""
+    named = OSError(f"cannot write {path} ({err.strerror or err})")
+    named.errno = err.errno
+    return named
 
 
 def _remove_stale_temps(path: Path) -> None:
