@@ -222,10 +222,12 @@ def edit_memory(n_edits: int, n_anchors: int, n_offsets: int) -> Need:
 EDIT_TEXT_SHOWN = 40
 """Characters of an edit's text quoted in a refusal."""
 GAUSSIAN_BYTES = 1024
-"""Rendering one spawned Gaussian after the edits: its record (14 float32 and 2 int64 values),
-the copies ``apply_edit`` makes on the way, and the rasterizer's per-Gaussian arrays and tile
-intersections (measured peak, rounded up: ``tests/codec/test_budget.py`` checks it stays above
-the measurement)."""
+"""Rendering one spawned Gaussian after the edits in a frame of up to the viewer's 512 x 512: its
+record (14 float32 and 2 int64 values), the copies ``apply_edit`` makes on the way, and the
+rasterizer's per-Gaussian arrays and tile intersections (a measured peak, rounded up;
+``tests/codec/test_budget.py`` checks it stays above the measurement). Larger frames need more
+per Gaussian (more tile intersections); the count it multiplies is an upper bound (every
+active slot drawn in one view)."""
 
 
 def edited_gaussians(active: np.ndarray, edits: Sequence[SceneEdit], cap: int) -> tuple[int, int]:
