@@ -11,7 +11,6 @@ import errno
 import os
 import re
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -36,7 +35,6 @@ def _read_umask() -> int:
 FILE_MODE = 0o666 & ~_read_umask()
 """The mode ``open()`` would give a new file (``mkstemp`` makes 0600); the umask is never
 changed after import, since a threaded caller (the viewer) may be creating files meanwhile."""
-_cleanup_lock = threading.Lock()
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
@@ -82,26 +80,24 @@ def _naming(path: Path, err: OSError) -> OSError:
 def _remove_stale_temps(path: Path) -> None:
     """Remove ``.NAME.PID.*.tmp`` files beside ``path`` whose writer process no longer runs."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+{re.escape(TEMP_SUFFIX)}")
-    with _cleanup_lock:
-        try:
-            names = [entry.name for entry in os.scandir(path.parent)]
-        except OSError:
-            return
-        for name in names:
-            match = pattern.fullmatch(name)
-            if match and not _alive(int(match.group(1))):
-                (path.parent / name).unlink(missing_ok=True)
+    try:
+        names = [entry.name for entry in os.scandir(path.parent)]
+    except OSError:
+        return
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match and not _alive(int(match.group(1))):
+            (path.parent / name).unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True  # another thread of this process may be writing it
+    """Whether process ``pid`` runs (this one counts: another of its threads may be writing)."""
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
     except ProcessLookupError:
-        return False
+        return pid == os.getpid()
     except (PermissionError, OverflowError):
-        return True
+        pass  # another user's process, or no such pid: leave its file alone
     return True
 
 
