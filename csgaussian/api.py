@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .codec.budget import EDIT_TEXT_SHOWN, check_edits_fit
 from .codec.container import StreamError
-from .codec.files import layer_bytes, save_edited
+from .codec.files import layer_bytes, read_stream_file, save_edited
 from .codec.stream import MIN_SLOT_SHARE, EncodedScene, decode_scene, encode_scene
 from .data import load_scene
 from .data.synthetic import ensure_demo_scene
@@ -39,6 +40,7 @@ from .scene.io import (
     save_torch,
     scene_state,
 )
+from .scene.io import check_output as check_output  # re-exported: the CLI's output guard
 from .scene.rendering import render_view
 from .scene.scaffold import NeuralGaussians, ScaffoldModel
 from .semantics.edits import Duplicate as Duplicate  # re-exported: the edit requests
@@ -47,7 +49,14 @@ from .semantics.edits import Extract as Extract
 from .semantics.edits import Recolor as Recolor
 from .semantics.edits import Remove as Remove
 from .semantics.encoders import CachedTextEncoder
-from .semantics.query import QueryConfig, Selection, highlight, render_selection, select
+from .semantics.query import (
+    QueryConfig,
+    QueryError,
+    Selection,
+    highlight,
+    render_selection,
+    select,
+)
 from .types import Camera, SceneData
 
 if TYPE_CHECKING:
@@ -59,16 +68,16 @@ SPLITS = ("train", "test")
 def train(
     data: str | Path | None,
     run_dir: str | Path,
-    preset: str = "quick",
+    preset: str | None = None,
     iterations: int | None = None,
     resume: bool = False,
-    downscale: int = 1,
+    downscale: int | None = None,
     lambda_rate: float | None = None,
     hyperprior: str | None = None,
     quiet: bool = False,
-    stages: str = "1,2,3",
+    stages: str | None = None,
     features: str | Path | None = None,
-    encoder: str = "minilm",
+    encoder: str | None = None,
     level: str | None = None,
     seed: int | None = None,
 ) -> RunResult:
@@ -78,15 +87,18 @@ def train(
     stages 2 and 3 learn and compress the semantic field on the decoded base layer, from the
     LangSplat-layout ``features`` or, without them, from the dataset's instance maps prepared
     into the run with the text ``encoder``. ``resume`` continues the run from its last
-    checkpoint, in whatever stage, with the settings it was started with. ``seed`` (default:
-    the preset's) seeds network initialisation and sampling in every stage.
+    checkpoint, in whatever stage, with the settings it was started with (a setting given here
+    that differs from them is refused). ``seed`` (default: the preset's) seeds network
+    initialisation and sampling in every stage. Settings left ``None`` take
+    ``train.stages.DEFAULT_SETTINGS`` (preset quick, downscale 1, encoder minilm, stages 1,2,3)
+    in a new run. ``run.json`` is written once the dataset and features are found valid.
     """
     from .train.stages import parse_stages, run_stages, start_or_resume
 
     if iterations is not None and iterations < 1:
         raise ValueError(f"--iterations must be a positive count, got {iterations}")
     run_dir = Path(run_dir)
-    stage_list = parse_stages(stages)
+    stage_list = parse_stages("1,2,3" if stages is None else stages)
     settings = {
         "downscale": downscale,
         "preset": preset,
@@ -97,12 +109,12 @@ def train(
         "encoder": encoder,
         "level": level,
         "seed": seed,
-        "stages": list(stage_list),
+        "stages": None if stages is None else list(stage_list),
     }
-    info = start_or_resume(data, run_dir, stage_list, resume, settings)
+    info, new_settings = start_or_resume(data, run_dir, stage_list, resume, settings)
     if resume:
         stage_list = tuple(info.get("stages", stage_list))
-    return run_stages(run_dir, info, stage_list, resume, quiet)
+    return run_stages(run_dir, info, stage_list, resume, quiet, write_info=new_settings)
 
 
 def prepare(
@@ -199,11 +211,7 @@ def decode(stream_path: str | Path, base_only: bool = False) -> Scene:
     """Decode a ``.csg`` file (both layers unless ``base_only``); errors name the file."""
     stream_path = Path(stream_path)
     try:
-        data = stream_path.read_bytes()
-    except OSError as err:
-        raise StreamError(f"{stream_path}: cannot read ({err.strerror})") from None
-    try:
-        return decode_scene(data, base_only=base_only)
+        return decode_scene(read_stream_file(stream_path), base_only=base_only)
     except StreamError as err:
         raise StreamError(f"{stream_path}: {err}") from None
 
@@ -292,10 +300,21 @@ def query(
 ) -> Selection:
     """Select the object ``text`` names in a decoded scene (or a ``.csg`` path); the text is
     embedded by the stream's encoder, or looked up in the ``text_features`` JSON cache."""
+    check_text(text)
     if not isinstance(scene, Scene):
         scene = decode(scene)
     encoder = None if text_features is None else CachedTextEncoder(text_features)
     return select(scene, text, encoder=encoder, config=config)
+
+
+def check_text(text: str) -> None:
+    """Refuse (QueryError) a query text that is not valid UTF-8 (lone surrogates, as Python
+    makes of undecodable command-line bytes): it could not be embedded or written as JSON."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        shown = text.encode("utf-8", "backslashreplace").decode()[:EDIT_TEXT_SHOWN]
+        raise QueryError(f"query '{shown}' is not valid UTF-8 ({err.reason})") from None
 
 
 def query_view(
@@ -339,12 +358,17 @@ def edit(
     edits, e.g. ``edit(scene, [Remove("rubber duck"), Recolor("mug", "#2040ff")])``.
 
     Each request's text is queried on the decoded scene now; the edit keeps the selected anchor
-    slots (see :mod:`csgaussian.semantics.edits`). The input scene is not changed.
+    slots (see :mod:`csgaussian.semantics.edits`). The input scene is not changed. Edits
+    whose rendering would need more than the memory limit are refused (StreamError, as the
+    decoder refuses such a file: :func:`csgaussian.codec.budget.check_edits_fit`).
     """
+    for request in requests:
+        check_text(request.text)
     if not isinstance(scene, Scene):
         scene = decode(scene)
-    edits = resolve(scene, requests, config=config)
-    return Scene(scene.model, scene.semantics, list(scene.notes), [*scene.edits, *edits])
+    edits = [*scene.edits, *resolve(scene, requests, config=config)]
+    check_edits_fit(scene.model, edits)
+    return Scene(scene.model, scene.semantics, list(scene.notes), edits)
 
 
 def edit_file(
@@ -411,7 +435,7 @@ def evaluate(
     }
     if source.suffix == STREAM_SUFFIX:
         report["stream_bytes"] = source.stat().st_size
-        report["layer_bytes"] = layer_bytes(source.read_bytes())
+        report["layer_bytes"] = layer_bytes(read_stream_file(source))
     report["notes"] = scene.notes
     report.update(segmentation_report(scene, data_scene, queries, text_features))
     return report

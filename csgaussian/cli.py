@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         "prepare", help="masks and language features (LangSplat layout): instance maps or SAM+CLIP"
     )
     prepare.add_argument("data", type=Path, help="dataset with instance maps and object names")
-    prepare.add_argument("-o", "--output", type=Path, required=True, help="features folder")
+    _output(prepare, "features folder")
     prepare.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
     prepare.add_argument(
         "--sam", type=Path, help="SAM model folder (transformers save_pretrained): SAM masks"
@@ -55,30 +55,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     text_features.add_argument("texts", nargs="+", help="query texts")
     text_features.add_argument("--clip", type=Path, required=True, help="CLIP model folder")
-    text_features.add_argument("-o", "--output", type=Path, required=True, help="JSON file")
+    _output(text_features, "JSON file")
 
     train = commands.add_parser("train", help="train a scene from posed images (stages 1-3)")
     train.add_argument(
         "data", type=Path, nargs="?", help="dataset folder (Blender, COLMAP or LLFF layout)"
     )
-    train.add_argument("-o", "--output", type=Path, required=True, help="run directory")
-    train.add_argument("--preset", default="quick", help="tiny, quick, paper or paper-table1")
+    _output(train, "run directory")
+    train.add_argument("--preset", help="tiny, quick (default), paper or paper-table1")
     train.add_argument(
         "--iterations", type=int, help="override the preset's stage-1 iteration count"
     )
-    train.add_argument(
-        "--stages", default="1,2,3", help="stages to run: 1 (colour), 2,3 (semantics); 1,2,3"
-    )
+    train.add_argument("--stages", help="stages to run: 1 (colour), 2,3 (semantics); default 1,2,3")
     train.add_argument(
         "--features",
         type=Path,
         help="LangSplat language_features/ folder (default: prepared "
         "into the run from the dataset's instance maps)",
     )
-    train.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
+    train.add_argument("--encoder", choices=ENCODERS, help="text encoder (minilm)")
     train.add_argument("--level", choices=LEVELS, help="mask level of the features (whole)")
-    train.add_argument("--downscale", type=int, default=1, help="integer image downscale factor")
-    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.add_argument("--downscale", type=int, help="integer image downscale factor (1)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last checkpoint with the run's settings (a differing one is "
+        "refused)",
+    )
     train.add_argument(
         "--lambda",
         dest="lambda_rate",
@@ -91,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
     render = commands.add_parser("render", help="render the views of a split to PNG")
     render.add_argument("source", type=Path, help="run directory or .csg stream")
-    render.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    _output(render, "output folder")
     render.add_argument("--split", choices=api.SPLITS, default="test")
     render.add_argument("--data", type=Path, help="dataset (default: the run's own)")
     render.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
@@ -112,13 +115,13 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("text", help="what to select, e.g. 'rubber duck'")
     query.add_argument("--data", type=Path, required=True, help="dataset giving the camera")
     query.add_argument("--view", default="test:0", help="split:index of the view (test:0)")
-    query.add_argument("-o", "--output", type=Path, help="folder for mask, highlight, JSON")
+    _output(query, "folder for mask, highlight, JSON", required=False)
     query.add_argument("--text-features", type=Path, help=TEXT_FEATURES_HELP)
     query.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
     encode = commands.add_parser("encode", help="compress a trained run into one .csg file")
     encode.add_argument("source", type=Path, help="run directory")
-    encode.add_argument("-o", "--output", type=Path, required=True, help=".csg file to write")
+    _output(encode, ".csg file to write")
     encode.add_argument(
         "--min-slot-share",
         type=float,
@@ -129,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
     decode = commands.add_parser("decode", help="decode a .csg file (scene.pt + scene.ply)")
     decode.add_argument("stream", type=Path, help=".csg file")
-    decode.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    _output(decode, "output folder")
     decode.add_argument("--base-only", action="store_true", help="skip the semantic layer")
     decode.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
@@ -137,9 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         "export", help="write a standard 3DGS PLY or .splat (SH colours fitted to the scene)"
     )
     export.add_argument("source", type=Path, help="run directory or .csg stream")
-    export.add_argument(
-        "-o", "--output", type=Path, required=True, help="file to write: .ply or .splat"
-    )
+    _output(export, "file to write: .ply or .splat")
     export.add_argument("--select", help="export only the object this text names")
     export.add_argument("--sh-degree", type=int, help="SH degree of the colours (default 3)")
     export.add_argument(
@@ -152,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         "edit", help="remove / extract / duplicate / recolour objects named by text"
     )
     edit.add_argument("stream", type=Path, help=".csg file with a semantic layer")
-    edit.add_argument("-o", "--output", type=Path, required=True, help="edited .csg to write")
+    _output(edit, "edited .csg to write")
     for flag, what in EDIT_FLAGS.items():
         edit.add_argument(
             flag, metavar="TEXT", dest="edits", action=_EditAction, default=[], help=what
@@ -178,11 +179,47 @@ def _parser() -> argparse.ArgumentParser:
     view.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
 
     demo = commands.add_parser("demo", help="generate the built-in scene, train, evaluate, export")
-    demo.add_argument("-o", "--output", type=Path, default=Path("csgaussian-demo"))
+    _output(demo, "folder of the demo's files (csgaussian-demo)", default=Path("csgaussian-demo"))
     demo.add_argument("--preset", default="quick", help="tiny, quick, paper or paper-table1")
     demo.add_argument("--iterations", type=int, help="override the preset's iteration count")
     demo.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
     return parser
+
+
+def _output(
+    parser: argparse.ArgumentParser, what: str, required: bool = True, default: Path | None = None
+) -> None:
+    """``-o`` and the ``--force`` that lets it replace an input or a run's file."""
+    parser.add_argument("-o", "--output", type=Path, required=required, default=default, help=what)
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write -o even where it replaces an input or a training run's file",
+    )
+
+
+OUTPUT_INPUTS = {
+    "prepare": ("data", "sam", "clip"),
+    "text-features": ("clip",),
+    "train": ("data", "features"),
+    "render": ("source", "data"),
+    "query": ("stream", "data", "text_features"),
+    "encode": ("source",),
+    "decode": ("stream",),
+    "export": ("source",),
+    "edit": ("stream",),
+    "demo": (),
+}
+"""The options naming each command's inputs, which its ``-o`` must not replace."""
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse an ``-o`` that would replace an input or a training run's file (``--force``
+    allows it); ``train``'s ``-o`` is the run directory itself."""
+    if getattr(args, "output", None) is None:
+        return
+    inputs = [getattr(args, name) for name in OUTPUT_INPUTS[args.command]]
+    api.check_output(args.output, inputs, force=args.force, run_dir=args.command == "train")
 
 
 EDIT_FLAGS = {
@@ -394,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     max_memory = getattr(args, "max_memory", None)
     try:
         with memory_limit(max_memory or DEFAULT_MAX_MEMORY):
+            _check_output(args)
             return _run(args, console)
     except (ValueError, OSError) as err:  # DataError, RunError, StreamError are ValueErrors
         return _error(args.command, str(err))

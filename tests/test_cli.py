@@ -1,14 +1,26 @@
 """The command line: each command through ``main(argv)``, and one-line errors for bad input."""
 
 import json
+import os
+import shutil
 import zlib
 from pathlib import Path
+
+import pytest
+import torch
 
 from csgaussian import api
 from csgaussian.cli import main
 from csgaussian.codec.budget import DEFAULT_MAX_MEMORY, resolve_limit
-from csgaussian.codec.container import read_container, section_layers, write_container
+from csgaussian.codec.container import (
+    StreamError,
+    read_container,
+    section_layers,
+    write_container,
+)
+from csgaussian.codec.stream import with_edits
 from csgaussian.ply import read_gaussians_ply
+from csgaussian.scene.edits import SceneEdit
 
 GOLDEN = Path(__file__).parent / "codec" / "golden" / "tiny.csg"
 
@@ -129,3 +141,89 @@ def test_an_unexpected_exception_is_one_line_not_a_traceback(tmp_path, capsys, m
         "csgaussian decode: error: internal error "
         "(RuntimeError: shape mismatch second line of a torch message)"
     )
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path) -> Path:
+    """A copy of the tiny run, for commands that might write into it."""
+    return Path(shutil.copytree(tiny_run, tmp_path / "run"))
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_no_output_replaces_an_input_or_a_runs_file_without_force(
+    run_copy, tiny_scene, tmp_path, capsys
+):
+    run, stream = run_copy, run_copy / "stream.csg"
+    before, scene_files = _contents(run), _contents(tiny_scene)
+    (tmp_path / "alias.csg").symlink_to(stream)
+    cases = [
+        ["encode", run, "-o", run / "scene.pt"],
+        ["encode", run, "-o", run / "stream.csg"],
+        ["decode", stream, "-o", run],
+        ["edit", stream, "-o", tmp_path / "alias.csg", "--remove", "floor"],
+        ["export", stream, "-o", run / "run.json"],
+        ["render", stream, "--data", tiny_scene, "-o", run],
+        ["query", stream, "floor", "--data", tiny_scene, "-o", run],
+        ["prepare", tiny_scene, "-o", run / "language_features"],
+        ["text-features", "mug", "--clip", tmp_path, "-o", run / "checkpoint.pt"],
+        ["train", tiny_scene, "-o", tiny_scene, "--preset", "tiny"],
+        ["demo", "-o", run],
+    ]
+    for argv in cases:
+        assert main([str(a) for a in argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "--force" in err and "Traceback" not in err, err
+        assert "training run" in err or "is the input" in err, err
+    assert _contents(run) == before and _contents(tiny_scene) == scene_files
+    assert main(["decode", str(stream), "-o", str(run), "--force"]) == 0
+    assert _contents(run)["scene.pt"] != before["scene.pt"]
+
+
+def test_bad_stream_files_query_texts_and_folders_end_in_one_line(
+    run_copy, tiny_scene, tmp_path, capsys
+):
+    stream = run_copy / "stream.csg"
+    os.mkfifo(tmp_path / "fifo")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    cases = {
+        ("decode", "/dev/zero", "-o", str(tmp_path / "d")): "/dev/zero: is a device",
+        ("decode", str(tmp_path / "fifo"), "-o", str(tmp_path / "d")): "fifo: is a FIFO",
+        ("render", str(folder), "-o", str(tmp_path / "r")): "",
+        ("query", str(stream), "mug \udcff", "--data", str(tiny_scene)): "is not valid UTF-8",
+        ("edit", str(stream), "-o", str(tmp_path / "e.csg"), "--remove", "\udcff"): "UTF-8",
+        ("encode", str(run_copy), "-o", str(folder)): f"cannot write {folder} (Is a directory)",
+    }
+    for argv, expected in cases.items():
+        assert main(list(argv)) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "Traceback" not in err and expected in err, err
+        assert ".tmp" not in err and "internal error" not in err, err
+    assert os.listdir(folder) == [] and not (tmp_path / "e.csg").exists()
+
+
+def test_64_duplicates_of_everything_are_refused_by_every_command(tiny_scene, tmp_path, capsys):
+    data = GOLDEN.read_bytes()
+    everything = torch.ones(360, 4, dtype=torch.bool)
+    edits = [SceneEdit("duplicate", everything, "everything", (0.01, 0.0, 0.0))] * 64
+    crafted = tmp_path / "dup64.csg"
+    crafted.write_bytes(with_edits(data, edits))
+    for argv in (
+        ["decode", str(crafted), "-o", str(tmp_path / "d")],
+        ["render", str(crafted), "--data", str(tiny_scene), "-o", str(tmp_path / "r")],
+        ["eval", str(crafted), str(tiny_scene), "--json"],
+        ["export", str(crafted), "-o", str(tmp_path / "x.ply")],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err == (
+            f"csgaussian {argv[0]}: error: {crafted}: edit 13 of 64 (duplicate 'everything') "
+            "makes 8,282,112 Gaussians per view, about 7.90 GiB to render, over the limit of "
+            "4.00 GiB (max_memory)"
+        )
+    assert not (tmp_path / "d").exists() and not (tmp_path / "r").exists()
+    with pytest.raises(StreamError, match="edit 13 of 64"):
+        api.decode(crafted)

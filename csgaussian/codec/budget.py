@@ -15,22 +15,36 @@ the estimate stays above the measured peaks.
 Counts the format itself limits are refused by name before the estimate: network weights beyond
 what one weights blob may hold (``MAX_CODED_VALUES``), hash-table signs beyond one flags payload
 (``MAX_FLAGS``).
+
+Edits multiply Gaussians: a duplicate adds a copy of every Gaussian at its selected slots, and a
+copy keeps its slot, so 64 "duplicate everything" edits (what one edit layer may hold) make
+2^64 copies of each. :func:`check_edits_fit` counts, from the slot flags alone, the most
+Gaussians one view can hold while the edits apply in order, and refuses an edit list whose
+rendering would exceed the limit. The decoder, :func:`csgaussian.api.edit` and the viewer's live
+edits all call it, before anything is rendered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
 
 from ..entropy.anchors import RateConfig
 from ..entropy.hashgrid import level_sizes
-from ..scene.scaffold import ScaffoldConfig
+from ..scene.scaffold import ScaffoldConfig, ScaffoldModel
 from ..semantics.field import SemanticConfig, SemanticRateConfig
 from .container import StreamError
 from .flags import MAX_FLAGS
 from .weights import MAX_CODED_VALUES
+
+if TYPE_CHECKING:
+    from ..scene.edits import SceneEdit
 
 DEFAULT_MAX_MEMORY = 4 << 30
 """Decoding refuses a file that needs more than 4 GiB (kitchen needs about 0.1 GiB)."""
@@ -204,6 +218,114 @@ def edit_memory(n_edits: int, n_anchors: int, n_offsets: int) -> Need:
     )
 
 
+EDIT_TEXT_SHOWN = 40
+"""Characters of an edit's text quoted in a refusal."""
+GAUSSIAN_BYTES = 1024
+"""Rendering one spawned Gaussian after the edits in a frame of up to the viewer's 512 x 512: its
+record (14 float32 and 2 int64 values), the copies ``apply_edit`` makes on the way, and the
+rasterizer's per-Gaussian arrays and tile intersections (a measured peak, rounded up;
+``tests/codec/test_budget.py`` checks it stays above the measurement). Larger frames need more
+per Gaussian (more tile intersections); the count it multiplies is an upper bound (every
+active slot drawn in one view)."""
+
+
+def edited_gaussians(active: np.ndarray, edits: Sequence[SceneEdit], cap: int) -> tuple[int, int]:
+    """The most Gaussians one view can hold while ``edits`` apply in order to the active slots
+    ``active`` (``[N, K]`` bool), and the number of edits applied when that peak is reached (0:
+    before any edit).
+
+    Counted exactly from the slot flags, in Python integers: each active slot holds ``2^d``
+    Gaussians after ``d`` duplicates of it, until a removal (or an extract that leaves it out)
+    drops it. Stops at the first edit that takes the count above ``cap`` (``< 2^255``) and
+    returns that count.
+
+    Raises:
+        StreamError: an edit's selection is not a ``[N, K]`` table.
+    """
+    if cap >= 1 << 255:
+        raise ValueError(f"cap must be below 2^255 (doublings are counted in uint8), got {cap}")
+    alive = np.array(active, dtype=bool)
+    doublings = np.zeros(alive.shape, dtype=np.uint8)  # d per slot; 2^d <= count <= cap
+    total = peak = int(alive.sum())
+    at = 0
+    for index, edit in enumerate(edits, start=1):
+        chosen = _selection(edit, alive.shape, index)
+        if edit.kind == "recolor":
+            continue
+        hit = alive & chosen
+        counted = _count(doublings[hit])
+        if edit.kind == "duplicate":
+            total += counted
+            doublings[hit] += 1
+        elif edit.kind == "remove":
+            total -= counted
+            alive &= ~chosen
+        else:  # extract
+            total = counted
+            alive = hit
+        if total > peak:
+            peak, at = total, index
+        if peak > cap:
+            break
+    return peak, at
+
+
+def _selection(edit: SceneEdit, shape: tuple[int, ...], index: int) -> np.ndarray:
+    slots = edit.slots
+    if tuple(slots.shape) != shape or slots.dtype != torch.bool:
+        raise StreamError(
+            f"edit {index} selects a {slots.dtype} table of shape {tuple(slots.shape)}, the "
+            f"scene has {shape[0]} x {shape[1]} anchor slots"
+        )
+    return slots.numpy()
+
+
+def _count(doublings: np.ndarray) -> int:
+    """``sum(2 ** d)`` over ``doublings``, exactly."""
+    return sum(int(n) << d for d, n in enumerate(np.bincount(doublings)) if n)
+
+
+def check_edits_fit(
+    scene: ScaffoldModel | np.ndarray | torch.Tensor,
+    edits: Sequence[SceneEdit],
+    max_memory: int | None = None,
+    held: int | None = None,
+) -> int:
+    """Refuse (StreamError, one line) ``edits`` whose rendering would exceed the memory limit.
+
+    Args:
+        scene: the decoded model, or its active slots ``[N, K]`` bool (before decoding it).
+        edits: the whole edit list, in order.
+        max_memory: the limit in bytes (default: :func:`resolve_limit`'s).
+        held: bytes the scene already holds (default: a model's tensors; 0 for a table).
+
+    Returns:
+        The most Gaussians one view holds while the edits apply (:func:`edited_gaussians`).
+    """
+    limit = resolve_limit(max_memory)
+    if isinstance(scene, ScaffoldModel):
+        with torch.no_grad():
+            active = scene.active_slots().numpy()
+        if held is None:
+            held = sum(t.nbytes for t in scene.state_dict().values())
+    else:
+        active = np.asarray(scene, dtype=bool)
+    cap = max(limit - (held or 0), 0) // GAUSSIAN_BYTES
+    peak, at = edited_gaussians(active, edits, cap)
+    if peak <= cap or not edits:
+        return peak
+    if at:
+        edit = edits[at - 1]
+        what = f"edit {at} of {len(edits)} ({edit.kind} '{edit.text[:EDIT_TEXT_SHOWN]}')"
+    else:
+        what = "the scene before its edits"
+    raise StreamError(
+        f"{what} makes {peak:,} Gaussians per view, about "
+        f"{_gib(peak * GAUSSIAN_BYTES + (held or 0))} to render, over the limit of "
+        f"{_gib(limit)} (max_memory)"
+    )
+
+
 def check_memory(need: Need, limit: int) -> None:
     """Refuse (StreamError) a decoding whose peak ``need`` exceeds ``limit`` bytes."""
     total = need.total
@@ -219,4 +341,6 @@ def check_memory(need: Need, limit: int) -> None:
 
 
 def _gib(size: int) -> str:
+    if size >= 1 << 60:
+        return f"{size / (1 << 30):.3g} GiB"
     return f"{size / (1 << 30):.2f} GiB" if size >= 1 << 26 else f"{size / (1 << 20):.1f} MiB"

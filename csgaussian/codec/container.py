@@ -21,6 +21,8 @@ A cut inside the base layer, any checksum mismatch and any malformed header are 
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
@@ -41,6 +43,8 @@ _LAYER_NAMES = {v: k for k, v in _LAYER_CODES.items()}
 _FIXED = struct.Struct("<4sHHH")
 _ENTRY = struct.Struct("<BQI")  # layer, length, crc (after the name)
 _CRC = struct.Struct("<I")
+HEADER_LIMIT = _FIXED.size + MAX_SECTIONS * (1 + MAX_NAME_LEN + _ENTRY.size) + _CRC.size
+"""Most bytes a header (fixed part, section table, CRC) may take."""
 
 
 def _check_name(name: str) -> bytes:
@@ -180,6 +184,50 @@ def read_container(data: bytes, *, partial_ok: bool = False) -> dict[str, bytes]
     if pos != len(data):
         raise StreamError(f"{len(data) - pos} trailing bytes after the last section")
     return out
+
+
+def read_stream(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """The bytes of the stream file ``path``, read header first.
+
+    The magic and the header are checked on at most :data:`HEADER_LIMIT` bytes; then only the
+    bytes the section table declares are read, and only when they fit ``max_bytes`` (the
+    decoder's memory limit). A FIFO, device or folder is refused without reading it.
+
+    Raises:
+        StreamError: not a regular file, unreadable, bad header, sections over ``max_bytes``,
+            trailing bytes (the message does not name the file: the caller does).
+    """
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise StreamError(f"is {_file_kind(info.st_mode)}, not a .csg file")
+        with open(path, "rb") as handle:
+            head = handle.read(HEADER_LIMIT)
+            table, start = _parse_table(head)
+            declared = start + sum(length for _, _, length, _ in table)
+            if declared - start > max_bytes:
+                raise StreamError(
+                    f"header declares {declared - start} bytes of sections, over the memory "
+                    f"limit of {max_bytes} bytes (max_memory)"
+                )
+            if info.st_size > declared:
+                raise StreamError(
+                    f"{info.st_size - declared} trailing bytes after the last section"
+                )
+            rest = handle.read(max(declared - len(head), 0))
+    except OSError as err:
+        raise StreamError(f"cannot read ({err.strerror})") from None
+    return head[:declared] + rest
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
 
 
 def section_layers(data: bytes) -> dict[str, Layer]:

@@ -9,7 +9,8 @@ from typing import Any
 
 from ..fileio import write_bytes_atomic
 from ..scene.decoded import Scene
-from .container import StreamError, read_container, section_layers
+from .budget import resolve_limit
+from .container import StreamError, read_container, read_stream, section_layers
 from .edit_layer import edit_summary
 from .stream import with_edits
 
@@ -26,15 +27,19 @@ def layer_bytes(data: bytes) -> dict[str, int]:
     return {"base": len(data) - sum(sizes.values()), **sizes}
 
 
+def read_stream_file(stream_path: str | Path) -> bytes:
+    """A ``.csg`` file's bytes, header first and bounded by the memory limit
+    (:func:`csgaussian.codec.container.read_stream`)."""
+    return read_stream(stream_path, resolve_limit(None))
+
+
 def save_edited(scene: Scene, source: str | Path, out_path: str | Path) -> dict[str, Any]:
     """Write the stream ``source`` with ``scene``'s edit list as ``out_path`` (atomically); the
     base and semantic layers are copied byte for byte. Returns sizes and the edits."""
     source = Path(source)
     try:
-        data = source.read_bytes()
+        data = read_stream_file(source)
         edited = with_edits(data, scene.edits)
-    except OSError as err:
-        raise StreamError(f"{source}: cannot read ({err.strerror})") from None
     except StreamError as err:
         raise StreamError(f"{source}: {err}") from None
     write_bytes_atomic(out_path, edited)

@@ -155,7 +155,9 @@ def decode_scene(data: bytes, base_only: bool = False, max_memory: int | None = 
     Every metadata field is checked against its schema (:mod:`csgaussian.codec.schema`) and the
     memory the decoding needs is computed from them before anything is allocated: a file that
     needs more than ``max_memory`` bytes (default :data:`budget.DEFAULT_MAX_MEMORY`, or the
-    limit set by :func:`budget.memory_limit`) is refused.
+    limit set by :func:`budget.memory_limit`) is refused, and so is an edit list whose
+    Gaussians (duplicates included) would need more to render
+    (:func:`budget.check_edits_fit`), before the base layer is decoded.
     """
     limit = budget.resolve_limit(max_memory)
     sections = read_container(data, partial_ok=True)
@@ -179,8 +181,12 @@ def decode_scene(data: bytes, base_only: bool = False, max_memory: int | None = 
     if edit_meta is not None:
         need = need | edit_meta.memory()
     budget.check_memory(need, limit)
-    model = _decode_base(sections, meta)
+    mask = torch.from_numpy(
+        decode_flags(sections["masks"], (meta.n_anchors, meta.config.n_offsets))
+    )
     edits = [] if edit_meta is None else decode_edits(sections, edit_meta)
+    budget.check_edits_fit(mask, edits, limit, held=sum(need.held.values()))
+    model = _decode_base(sections, meta, mask)
     semantics = None
     if semantic_meta is not None and semantic_meta.known:
         semantics = decode_semantic_layer(sections, model, semantic_meta)
@@ -205,13 +211,13 @@ def with_edits(data: bytes, edits: list[SceneEdit]) -> bytes:
     return write_container(kept, kept_layers)
 
 
-def _decode_base(sections: dict[str, bytes], meta: BaseMeta) -> ScaffoldModel:
+def _decode_base(sections: dict[str, bytes], meta: BaseMeta, mask: torch.Tensor) -> ScaffoldModel:
+    """The base layer's model, with its decoded offset ``mask`` ``[N, K]``."""
     config, grid, rate, n_anchors = meta.config, meta.grid, meta.rate, meta.n_anchors
     cells = torch.from_numpy(decode_positions(sections["positions"]).astype(np.int64))
     if cells.shape[0] != n_anchors:
         raise StreamError(f"positions hold {cells.shape[0]} anchors, metadata says {n_anchors}")
     model = ScaffoldModel(cells, grid, config)
-    mask = torch.from_numpy(decode_flags(sections["masks"], (n_anchors, config.n_offsets)))
     try:
         renderer_shapes = {k: v.shape for k, v in _renderer_state(model).items()}
         model.load_state_dict(unpack_tensors(sections["renderer"], renderer_shapes), strict=False)

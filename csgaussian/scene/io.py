@@ -8,6 +8,8 @@ here belongs to training.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,80 @@ STREAM_NAME = "stream.csg"
 """A run's progressive stream, written when stages 2-3 finish (last, after its report)."""
 STREAM_REPORT_NAME = "stream.json"
 """Section sizes and estimates of ``STREAM_NAME``."""
+CHECKPOINT_NAME = "checkpoint.pt"
+"""Stage 1's checkpoint."""
+BASE_STREAM_NAME = "base.csg"
+"""The base layer stages 2-3 learn on."""
+BASE_REPORT_NAME = "base.json"
+"""Estimated bits of ``BASE_STREAM_NAME``."""
+SEMANTIC_CHECKPOINT_NAME = "semantic_checkpoint.pt"
+"""Stages 2-3's checkpoint."""
+FEATURES_DIR_NAME = "language_features"
+"""Masks and language features prepared into a run from the dataset's instance maps."""
+RUN_FILES = (
+    RUN_INFO_NAME,
+    CHECKPOINT_NAME,
+    SCENE_NAME,
+    BASE_STREAM_NAME,
+    BASE_REPORT_NAME,
+    SEMANTIC_CHECKPOINT_NAME,
+    FEATURES_DIR_NAME,
+    STREAM_REPORT_NAME,
+    STREAM_NAME,
+)
+"""Everything a run directory holds: no command's output may replace one (``check_output``)."""
 
 
 class RunError(ValueError):
     """A run directory or scene file that cannot be used; the message names the file."""
+
+
+class OutputError(ValueError):
+    """An output path that would replace an input or a training run's file."""
+
+
+def check_output(
+    output: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str] | None],
+    force: bool = False,
+    run_dir: bool = False,
+) -> None:
+    """Refuse (OutputError, one line) an ``output`` that resolves to one of the ``inputs``
+    (through symlinks, or the same file through a hard link) or to a training run's file or
+    directory, unless ``force``.
+
+    ``run_dir``: the output is itself a run directory (``train``), whose files it may write.
+    """
+    if force:
+        return
+    output = Path(output)
+    target = Path(os.path.realpath(output))
+    for source in inputs:
+        if source is not None and _same(target, Path(source)):
+            raise OutputError(
+                f"{output}: is the input {source}; give another output path (or --force)"
+            )
+    if run_dir:
+        return
+    if target.name in RUN_FILES and (target.parent / RUN_INFO_NAME).is_file():
+        raise OutputError(
+            f"{output}: is {target.name} of the training run {target.parent}; give another "
+            "output path (or --force)"
+        )
+    if (target / RUN_INFO_NAME).is_file():
+        raise OutputError(
+            f"{output}: is a training run directory (it holds {RUN_INFO_NAME}); give another "
+            "output path (or --force)"
+        )
+
+
+def _same(target: Path, source: Path) -> bool:
+    if target == Path(os.path.realpath(source)):
+        return True
+    try:
+        return os.path.samefile(target, source)
+    except OSError:  # one of them does not exist (yet)
+        return False
 
 
 def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:

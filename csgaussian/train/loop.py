@@ -18,13 +18,19 @@ from ..eval.metrics import psnr
 from ..progress import TrainProgress
 from ..render.ssim import ssim_loss_term
 from ..scene.anchor_ops import AnchorDensifier
-from ..scene.io import SCENE_NAME, RunError, load_torch, model_from_state, save_torch, scene_state
+from ..scene.io import (
+    CHECKPOINT_NAME,
+    SCENE_NAME,
+    RunError,
+    load_torch,
+    model_from_state,
+    save_torch,
+    scene_state,
+)
 from ..scene.rendering import render_view
 from ..scene.scaffold import AnchorGrid, ScaffoldModel, scaffold_from_points
 from ..types import SceneData, View
 from .config import TrainConfig
-
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 @dataclass

@@ -29,7 +29,13 @@ from ..codec.stream import decode_scene
 from ..entropy.quantize import QuantMode, quantize
 from ..progress import TrainProgress
 from ..render import rasterize_gaussians
-from ..scene.io import RunError, load_torch, save_torch
+from ..scene.io import (
+    BASE_STREAM_NAME,
+    SEMANTIC_CHECKPOINT_NAME,
+    RunError,
+    load_torch,
+    save_torch,
+)
 from ..scene.rendering import render_view
 from ..scene.scaffold import NeuralGaussians, ScaffoldModel
 from ..semantics.association import LeafMaskVotes, dedupe_language
@@ -43,8 +49,6 @@ from ..types import Camera, DataError, SceneData
 from .config import SemanticTrainConfig
 
 Stage = Literal[2, 3]
-BASE_STREAM_NAME = "base.csg"
-SEMANTIC_CHECKPOINT_NAME = "semantic_checkpoint.pt"
 
 
 @dataclass

@@ -18,7 +18,13 @@ from ..data import load_scene
 from ..fileio import write_bytes_atomic
 from ..progress import TrainProgress
 from ..scene.io import (
+    BASE_REPORT_NAME,
+    BASE_STREAM_NAME,
+    CHECKPOINT_NAME,
+    FEATURES_DIR_NAME,
+    RUN_INFO_NAME,
     SCENE_NAME,
+    SEMANTIC_CHECKPOINT_NAME,
     STREAM_NAME,
     STREAM_REPORT_NAME,
     RunError,
@@ -30,19 +36,20 @@ from ..scene.io import (
 from ..semantics.encoders import EXTERNAL_SPACE
 from ..semantics.features import read_features, view_stem
 from ..semantics.prepare import prepare_features, read_text_space
+from ..types import SceneData
 from .config import TrainConfig
 from .config import preset as preset_config
-from .loop import CHECKPOINT_NAME, Trainer, TrainResult, torch_threads
-from .semantic import (
-    BASE_STREAM_NAME,
-    SEMANTIC_CHECKPOINT_NAME,
-    SemanticResult,
-    SemanticTrainer,
-)
+from .loop import Trainer, TrainResult, torch_threads
+from .semantic import SemanticResult, SemanticTrainer
 
 STAGES = (1, 2, 3)
-FEATURES_DIR_NAME = "language_features"
-BASE_REPORT_NAME = "base.json"
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "preset": "quick",
+    "downscale": 1,
+    "encoder": "minilm",
+    "stages": list(STAGES),
+}
+"""What a new run records for the settings its command left out (``None``)."""
 
 
 @dataclass
@@ -95,8 +102,10 @@ def run_stages(
     stages: tuple[int, ...],
     resume: bool,
     quiet: bool,
+    write_info: bool = False,
 ) -> RunResult:
-    """Run ``stages`` of the run in ``run_dir`` with the settings ``info``."""
+    """Run ``stages`` of the run in ``run_dir`` with the settings ``info``; ``write_info``
+    records them in ``run.json`` once the dataset and the features are found valid."""
     config = training_config(info)
     if 2 in stages and config.rate is None:
         raise RunError(
@@ -104,6 +113,10 @@ def run_stages(
             "give --stages 1 for the uncompressed baseline"
         )
     scene = load_scene(info["data"], downscale=info["downscale"], load_instances=False)
+    if 2 in stages:
+        _check_features(info, scene, config)
+    if write_info:
+        write_run_info(run_dir, info)
     colour = None
     if 1 in stages:
         trainer = Trainer(scene, config, run_dir)
@@ -177,6 +190,16 @@ def _write_base_layer(run_dir: Path, min_slot_share: float) -> None:
     write_bytes_atomic(path, encoded.data)
 
 
+def _check_features(info: dict[str, Any], scene: SceneData, config: TrainConfig) -> None:
+    """Read the user's features of the first training view now (DataError naming the file),
+    not after stage 1; stage 2 reads every view."""
+    if not info.get("features") or not scene.train:
+        return
+    view = scene.train[0]
+    stem = view_stem(view.image_path)
+    read_features(info["features"], [stem], config.semantic.level, {stem: view.image.shape[:2]})
+
+
 def _features(run_dir: Path, info: dict[str, Any]) -> tuple[Path, str | None]:
     """The language-feature folder and its text space: the user's, or prepared into the run.
 
@@ -204,10 +227,19 @@ def start_or_resume(
     stages: tuple[int, ...],
     resume: bool,
     settings: dict[str, Any],
-) -> dict[str, Any]:
-    """Validate the run directory for the requested stages and return its settings."""
+) -> tuple[dict[str, Any], bool]:
+    """Validate the run directory for the requested stages; return its settings and whether
+    they are new (for :func:`run_stages` to write once the inputs are validated).
+
+    ``settings`` hold the command's explicit settings and ``None`` for the ones it left out.
+    ``resume`` continues with the settings in ``run.json``: an explicit setting (or dataset)
+    that differs from them is refused, naming each.
+    """
+    given = {"data": None if data is None else str(Path(data).resolve()), **settings}
     if resume:
-        return read_run_info(run_dir)
+        info = read_run_info(run_dir)
+        _refuse_differing(run_dir, info, given, "--resume continues")
+        return info, False
     if 1 in stages:
         if (run_dir / CHECKPOINT_NAME).is_file():
             raise RunError(
@@ -215,14 +247,29 @@ def start_or_resume(
             )
         if data is None:
             raise ValueError("give the dataset to train from")
-        info = new_run_info(data, **settings)
-        write_run_info(run_dir, info)
-        return info
+        chosen = {key: DEFAULT_SETTINGS.get(key) if v is None else v for key, v in settings.items()}
+        return new_run_info(data, **chosen), True
     info = read_run_info(run_dir)
-    semantic_settings = {
-        k: settings[k] for k in ("features", "encoder", "level", "seed") if k in settings
-    }
-    info.update({k: v for k, v in semantic_settings.items() if v is not None})
+    fixed = {k: v for k, v in given.items() if k not in SEMANTIC_SETTINGS and k != "stages"}
+    _refuse_differing(run_dir, info, fixed, f"--stages {','.join(map(str, stages))} continues")
+    info.update({k: given[k] for k in SEMANTIC_SETTINGS if given.get(k) is not None})
     info["stages"] = list(stages)
-    write_run_info(run_dir, info)
-    return info
+    return info, True
+
+
+SEMANTIC_SETTINGS = ("features", "encoder", "level", "seed")
+"""The settings a run of stages 2-3 alone may set anew (stage 1's are fixed by its scene)."""
+
+
+def _refuse_differing(run_dir: Path, info: dict[str, Any], given: dict[str, Any], how: str) -> None:
+    """RunError naming each explicit setting in ``given`` that differs from ``info``."""
+    differ = [
+        f"{key} {value!r} (run.json: {info.get(key)!r})"
+        for key, value in given.items()
+        if value is not None and info.get(key) != value
+    ]
+    if differ:
+        raise RunError(
+            f"{run_dir}: {how} with the run's settings, and these differ from its "
+            f"{RUN_INFO_NAME}: {', '.join(differ)}; leave them out or start a new run"
+        )

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..codec.budget import check_edits_fit
 from ..codec.files import save_edited
 from ..scene.decoded import Scene
 from ..scene.edits import SceneEdit
@@ -106,6 +107,7 @@ class ViewerSession:
             raise QueryError(f"'{request.text}' matches no object")
         with self._lock:
             edit = from_slots(request, self.selection.slots)
+            check_edits_fit(self.scene.model, [*self.edits, edit])
             self.edits.append(edit)
             return edit
 

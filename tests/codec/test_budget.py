@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
+import re
 import resource
+import struct
 import time
 import zlib
 from pathlib import Path
@@ -13,13 +16,19 @@ import numpy as np
 import pytest
 import torch
 
+from csgaussian import api
 from csgaussian.codec import budget
 from csgaussian.codec.container import StreamError, read_container, section_layers
 from csgaussian.codec.container import write_container as _write
+from csgaussian.codec.flags import encode_flags
 from csgaussian.codec.octree import encode_positions
-from csgaussian.codec.stream import _read_meta, decode_scene, encode_scene
+from csgaussian.codec.stream import _read_meta, decode_scene, encode_scene, with_edits
 from csgaussian.entropy.anchors import AnchorEntropyModel, RateConfig
-from csgaussian.scene.scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
+from csgaussian.scene.edits import SceneEdit, apply_edit
+from csgaussian.scene.rendering import render_view
+from csgaussian.scene.scaffold import AnchorGrid, NeuralGaussians, ScaffoldConfig, ScaffoldModel
+from csgaussian.types import Camera
+from csgaussian.viewer.session import ViewerSession
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny.csg"
 
@@ -159,3 +168,153 @@ def test_the_estimate_covers_the_measured_peak(kind):
     decode_scene(data)
     added = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     assert need.total / 3 < added < need.total, (added, need)
+
+
+def _golden_edited(edits: list[SceneEdit]) -> bytes:
+    return with_edits(GOLDEN.read_bytes(), edits)
+
+
+def _everything(kind: str = "duplicate") -> SceneEdit:
+    return SceneEdit(kind, torch.ones(360, 4, dtype=torch.bool), "everything", (0.01, 0.0, 0.0))
+
+
+def test_64_duplicates_of_everything_are_refused_before_decoding_the_base():
+    """The issue's file: 64 "duplicate everything" edits (a few KB) would make 2^64 copies of
+    each Gaussian. Refused at the first edit that crosses the limit, in one line."""
+    crafted = _golden_edited([_everything()] * 64)
+    assert len(crafted) < 20_000
+    with pytest.raises(StreamError) as refused:
+        decode_scene(crafted)
+    message = str(refused.value)
+    assert "\n" not in message and "max_memory" in message
+    assert message.startswith("edit 13 of 64 (duplicate 'everything') makes 8,282,112 Gaussians")
+    # a removal after the duplicates does not hide the peak reached on the way
+    with pytest.raises(StreamError, match="edit 13 of 14"):
+        decode_scene(_golden_edited([_everything()] * 13 + [_everything("remove")]))
+    assert len(decode_scene(_golden_edited([_everything()] * 3)).edits) == 3
+    with pytest.raises(StreamError, match="edit 9 of 10 .* over the limit of 0.25 GiB"):
+        decode_scene(_golden_edited([_everything()] * 10), max_memory=256 << 20)
+
+
+def test_edit_counts_are_exact_in_python_integers():
+    active = np.zeros((5, 3), dtype=bool)
+    active[:4, :2] = True  # 8 active slots
+    half = torch.zeros(5, 3, dtype=torch.bool)
+    half[:2] = True  # 4 of them, and 2 inactive slots
+    dup = SceneEdit("duplicate", half)
+    edits = [dup] * 200 + [SceneEdit("extract", ~half), SceneEdit("recolor", half)]
+    peak, at = budget.edited_gaussians(active, edits, cap=1 << 254)
+    assert (peak, at) == (4 + 4 * 2**200, 200)
+    assert budget.edited_gaussians(active, [dup] * 3, cap=10) == (12, 1)  # stops there
+    # the last count equals what apply_edits leaves of one Gaussian per active slot
+    generator = torch.Generator().manual_seed(0)
+    kinds = ["duplicate", "remove", "extract", "recolor"]
+    for trial in range(20):
+        edits = [
+            SceneEdit(kinds[int(torch.randint(4, (1,), generator=generator))], flags > 0.5)
+            for flags in torch.rand(6, 5, 3, generator=generator)
+        ]
+        anchors, offsets = torch.from_numpy(active).nonzero(as_tuple=True)
+        g = len(anchors)
+        gaussians = NeuralGaussians(
+            torch.zeros(g, 3), torch.ones(g, 3), torch.ones(g, 4), torch.ones(g),
+            torch.zeros(g, 3), anchors, offsets,
+        )  # fmt: skip
+        counts = [g]
+        for edit in edits:
+            gaussians = apply_edit(gaussians, edit)
+            counts.append(gaussians.means.shape[0])
+        peak, at = budget.edited_gaussians(active, edits, cap=1 << 60)
+        assert peak == max(counts) and counts[at] == peak, trial
+
+
+def test_inconsistent_or_huge_edit_tables_are_refused_in_one_line():
+    wrong = SceneEdit("duplicate", torch.ones(360, 5, dtype=torch.bool))
+    with pytest.raises(
+        StreamError, match="edit 1 selects a torch.bool table of shape \\(360, 5\\)"
+    ):
+        budget.check_edits_fit(np.ones((360, 4), dtype=bool), [wrong])
+    data = _golden_edited([_everything()])
+    sections, layers = read_container(data), section_layers(data)
+    payload = sections["edits"]
+    (meta_len,) = struct.unpack_from("<I", payload)
+    start = 4 + meta_len
+    meta = json.loads(zlib.decompress(payload[4:start]))
+    cases = {
+        # the metadata claims a scene far larger than the format or the base layer
+        "n_anchors = 4294967295 is outside": dict(meta, n_anchors=2**32 - 1),
+        "selects among 361 x 4 anchor slots": dict(meta, n_anchors=361),
+        # a flag table of another shape than the slots
+        "flags payload holds 1 x 4 flags": encode_flags(np.ones((1, 4), dtype=bool)),
+        # a flag table declaring 2^32 x 65535 flags
+        "flags payload declares 4294967295 x 65535 flags": struct.pack("<IH", 2**32 - 1, 65535),
+    }
+    for expected, change in cases.items():
+        if isinstance(change, dict):
+            blob = zlib.compress(json.dumps(change).encode())
+            new = struct.pack("<I", len(blob)) + blob + payload[start:]
+        else:
+            new = payload[:start] + struct.pack("<I", len(change)) + change
+        sections["edits"] = new
+        with pytest.raises(StreamError, match=re.escape(expected)) as refused:
+            decode_scene(_write(list(sections.items()), layers))
+        assert "\n" not in str(refused.value)
+
+
+def test_the_gaussian_estimate_covers_the_measured_render_peak():
+    """Rendering the golden scene with 8 duplicates of everything at 512 x 512: the peak RSS
+    it adds stays below GAUSSIAN_BYTES per rendered Gaussian (measured about 530 bytes)."""
+    if not _fresh_peak():
+        pytest.skip("needs glibc and Linux /proc/self/clear_refs to measure a peak")
+    scene = decode_scene(_golden_edited([_everything()] * 8))
+    model = scene.model
+    low, high = model.anchors.min(0).values, model.anchors.max(0).values
+    eye = (low + high) / 2 + torch.tensor([0.0, 0.0, 1.2 * float((high - low).norm())])
+    viewmat = torch.eye(4)
+    viewmat[:3, :3] = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
+    viewmat[:3, 3] = -viewmat[:3, :3] @ eye
+    focal = 0.5 * 512 / math.tan(0.45)
+    K = torch.tensor([[focal, 0.0, 256.0], [0.0, focal, 256.0], [0.0, 0.0, 1.0]])
+    camera = Camera(viewmat=viewmat, K=K, width=512, height=512)
+    render_view(model, camera)  # the rasterizer's one-time start-up is not the edits' need
+    _fresh_peak()
+    before = _rss()
+    with torch.no_grad():
+        out = render_view(model, camera, edit=scene.edit_hook())
+    added = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    rendered = out.gaussians.means.shape[0]
+    assert rendered > 100_000
+    assert budget.GAUSSIAN_BYTES * rendered / 4 < added < budget.GAUSSIAN_BYTES * rendered
+
+
+def test_the_refusal_itself_allocates_little():
+    """Refusing the 64-duplicate file reads a few KB and counts on [360, 4] tables: its peak
+    RSS stays within a few MiB (measured with /usr/bin/time: 5.6 MiB above importing the API)."""
+    if not _fresh_peak():
+        pytest.skip("needs glibc and Linux /proc/self/clear_refs to measure a peak")
+    crafted = _golden_edited([_everything()] * 64)
+    with pytest.raises(StreamError):
+        decode_scene(crafted)  # the one-time start-up of this path
+    _fresh_peak()
+    before = _rss()
+    with pytest.raises(StreamError, match="edit 13 of 64"):
+        decode_scene(crafted)
+    added = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    assert added < 16 << 20, added
+
+
+def test_the_api_and_the_viewers_live_edits_apply_the_same_bound(tiny_run):
+    scene = decode_scene((tiny_run / "stream.csg").read_bytes())
+    floor = api.Duplicate("floor", (0.1, 0.0, 0.0))
+    with pytest.raises(StreamError, match=r"^edit \d+ of 64 \(duplicate 'floor'\) makes") as no:
+        api.edit(scene, [floor] * 64)
+    assert "\n" not in str(no.value) and scene.edits == []
+    session = ViewerSession(scene, tiny_run / "stream.csg")
+    with budget.memory_limit(64 << 20):
+        with pytest.raises(StreamError, match="over the limit of 0.06 GiB"):
+            for _ in range(64):
+                session.apply(floor)
+    accepted = len(session.edits)
+    assert 0 < accepted < 64
+    peak, _ = budget.edited_gaussians(scene.model.active_slots().numpy(), session.edits, 1 << 60)
+    assert peak * budget.GAUSSIAN_BYTES <= 64 << 20

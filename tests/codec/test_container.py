@@ -1,3 +1,4 @@
+import os
 import struct
 import zlib
 
@@ -10,6 +11,7 @@ from csgaussian.codec.container import (
     MAGIC,
     StreamError,
     read_container,
+    read_stream,
     section_layers,
     write_container,
 )
@@ -123,3 +125,41 @@ def test_write_atomic_replaces_file(tmp_path):
     write_bytes_atomic(path, STREAM)
     assert path.read_bytes() == STREAM
     assert [p.name for p in tmp_path.iterdir()] == ["scene.csgs"]
+
+
+def test_read_stream_reads_the_header_first_and_bounds_the_rest(tmp_path):
+    path = tmp_path / "s.csg"
+    path.write_bytes(STREAM)
+    assert read_stream(path, 1 << 20) == STREAM
+    with pytest.raises(StreamError, match="bytes of sections, over the memory limit of 100"):
+        read_stream(path, 100)
+    path.write_bytes(STREAM + b"\x00")
+    with pytest.raises(StreamError, match="1 trailing bytes"):
+        read_stream(path, 1 << 20)
+    # a header declaring a terabyte section, in a sparse 8 GiB file: refused, nothing read
+    huge = write_container([("a", b"")])
+    entry = huge.index(b"a") + 2  # after name length and name: layer u8, then length u64
+    header = bytearray(huge[:-4])
+    struct.pack_into("<Q", header, entry, 1 << 40)
+    header += struct.pack("<I", zlib.crc32(header))
+    with open(path, "wb") as handle:
+        handle.write(header)
+        handle.truncate(8 << 30)
+    with pytest.raises(StreamError, match="declares 1099511627776 bytes of sections"):
+        read_stream(path, 4 << 30)
+    with open(path, "r+b") as handle:
+        handle.write(b"NOPE")
+    with pytest.raises(StreamError, match="bad magic"):
+        read_stream(path, 4 << 30)
+
+
+def test_read_stream_refuses_devices_fifos_and_folders(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    for path, kind in ((tmp_path / "fifo", "a FIFO"), (tmp_path, "a folder")):
+        with pytest.raises(StreamError, match=f"is {kind}, not a .csg file"):
+            read_stream(path, 1 << 20)
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(StreamError, match="is a device"):
+            read_stream("/dev/zero", 1 << 20)
+    with pytest.raises(StreamError, match="cannot read"):
+        read_stream(tmp_path / "missing.csg", 1 << 20)
