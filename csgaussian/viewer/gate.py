@@ -85,11 +85,11 @@ class Gate:
         """Why ``request`` (a ``websockets.http11.Request``) is refused, or '' when allowed."""
         if not self._has_token(request.path):
             return "no valid token in the path"
-        host = request.headers.get("Host", "")
-        if not self._host_allowed(host, port):
+        host = _one_header(request, "Host")
+        if host is None or not self._host_allowed(host, port):
             return f"Host {host!r} is not the viewer's"
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            origin = request.headers.get("Origin")
+        if _is_upgrade(request):
+            origin = _one_header(request, "Origin")
             if origin != f"http://{host}":
                 return f"Origin {origin!r} is not the viewer's page"
         return ""
@@ -106,7 +106,7 @@ class Gate:
                 self.refused += 1
                 LOG.warning("viewer: refused a request (%s)", reason)
                 return Response(http.HTTPStatus.FORBIDDEN, "Forbidden", Headers(), b"Forbidden\n")
-            if request.headers.get("Upgrade", "").lower() == "websocket":
+            if _is_upgrade(request):
                 return None  # accept the handshake
             path = request.path.partition("?")[0]
             if path == f"/{self.token}":  # the page must end with '/' (its websocket address)
@@ -134,6 +134,16 @@ class Gate:
                 LOG.warning("viewer: closed a client (%s: %s)", type(err).__name__, err)
 
         return guarded
+
+
+def _one_header(request, name: str) -> str | None:
+    """The request's one ``name`` header (None when absent or repeated)."""
+    values = request.headers.get_all(name)
+    return values[0] if len(values) == 1 else None
+
+
+def _is_upgrade(request) -> bool:
+    return any(v.lower() == "websocket" for v in request.headers.get_all("Upgrade"))
 
 
 def _one_line(loop: asyncio.AbstractEventLoop, context: dict) -> None:

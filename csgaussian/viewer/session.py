@@ -14,8 +14,10 @@ when the viewer starts (:class:`SaveTarget`), never named by a client.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,8 +128,9 @@ class SaveTarget:
     """The one file a viewer may write, fixed when it starts.
 
     It never is the source, its folder must exist (none is created), and an existing file is
-    overwritten only when it is this viewer's own output (the file its last save wrote, checked
-    by device and inode), so nothing else on disk is ever replaced.
+    overwritten only when it is this viewer's own output (a regular file holding exactly the
+    bytes its last save wrote: an inode number alone is reused by a file made in its place), so
+    nothing else on disk is ever replaced.
     """
 
     SUFFIX = ".edited"
@@ -146,7 +149,8 @@ class SaveTarget:
             raise ValueError(f"save target {self.path}: exists (the viewer never overwrites)")
         if self.path.resolve() == self.source.resolve():
             raise ValueError(f"save target {self.path}: it is the source stream")
-        self._written: tuple[int, int] | None = None
+        self._written: bytes | None = None
+        """SHA-256 of what the last save wrote."""
         self._lock = threading.Lock()
 
     def _free_default(self) -> Path:
@@ -165,17 +169,20 @@ class SaveTarget:
         from ..api import save_edited
 
         with self._lock:
-            if os.path.lexists(self.path):
-                info = self.path.lstat()
-                if (info.st_dev, info.st_ino) != self._written:
-                    raise ValueError(
-                        f"not saved: {self.path} appeared since the viewer started and is not "
-                        "the viewer's output"
-                    )
+            if os.path.lexists(self.path) and self._digest() != self._written:
+                raise ValueError(
+                    f"not saved: {self.path} was made or changed by someone else since the "
+                    "viewer started (not the viewer's output)"
+                )
             report = save_edited(scene, self.source, self.path)
-            info = self.path.lstat()
-            self._written = (info.st_dev, info.st_ino)
+            self._written = self._digest()
             return report
+
+    def _digest(self) -> bytes | None:
+        """SHA-256 of the target when it is a regular file (not a link), else None."""
+        if not stat.S_ISREG(self.path.lstat().st_mode):
+            return None
+        return hashlib.sha256(self.path.read_bytes()).digest()
 
 
 class ViewerSession:
