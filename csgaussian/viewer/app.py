@@ -68,7 +68,6 @@ class Viewer:
         self.host = host
         self.clients: dict[int, ClientView] = {}
         self._lock = threading.Lock()
-        self._stopped = threading.Event()
         self.ready = threading.Event()
         """Set once the semantic layer is decoded (or known to be absent)."""
         self.splats_ready = threading.Event()
@@ -78,9 +77,11 @@ class Viewer:
         self.server.initial_camera.up = view.up
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(self._disconnect)
-        threading.Thread(target=self._decode_semantics, args=(decode,), daemon=True).start()
+        self._workers = [threading.Thread(target=self._decode_semantics, args=(decode,))]
         if config.client_splats:
-            threading.Thread(target=self._make_splats, daemon=True).start()
+            self._workers.append(threading.Thread(target=self._make_splats))
+        for worker in self._workers:
+            worker.start()
 
     @property
     def url(self) -> str:
@@ -151,10 +152,14 @@ class Viewer:
 
     def stop(self) -> None:
         """Stop serving."""
-        self._stopped.set()
-        for view in list(self.clients.values()):
+        views = list(self.clients.values())
+        for view in views:
             view.close()
         self.server.stop()
+        for view in views:
+            view.join()
+        for worker in self._workers:  # torch must not be mid-call when the interpreter exits
+            worker.join()
 
 
 class ClientView:
@@ -188,7 +193,10 @@ class ClientView:
         self._pending: collections.deque[tuple[str, Callable[[], str]]] = collections.deque()
         self._pending_lock = threading.Lock()
         self._work = threading.Event()
-        self.busy = False
+        self._threads = [
+            threading.Thread(target=self._render_loop, daemon=True),
+            threading.Thread(target=self._action_loop, daemon=True),
+        ]
         self._build_gui()
 
     def _build_gui(self) -> None:
@@ -232,14 +240,19 @@ class ClientView:
 
     def start(self) -> None:
         self.client.camera.on_update(lambda _: self._camera_moved())
-        threading.Thread(target=self._render_loop, daemon=True).start()
-        threading.Thread(target=self._action_loop, daemon=True).start()
+        for thread in self._threads:
+            thread.start()
         self.picture_changed()
 
     def close(self) -> None:
+        """Stop the client's threads (they end after their current frame or action)."""
         self._closed.set()
         self._wake.set()
         self._work.set()
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join()
 
     def upgrade(self, scene: Scene, leaves: torch.Tensor | None, note: str) -> None:
         """The semantic layer is decoded (or not): enable the controls that apply."""
@@ -278,7 +291,6 @@ class ClientView:
         """Run a GUI action, show its outcome, and update the picture if it changed."""
         session = self.session
         before = (_highlighted(session.selection), len(session.edits))
-        self.busy = True
         try:
             self.status.content = action()
         except (QueryError, ValueError, OSError) as err:
@@ -286,8 +298,6 @@ class ClientView:
         except Exception as err:  # noqa: BLE001 - never a traceback to a client
             LOG.warning("viewer: action failed (%s: %s)", type(err).__name__, err)
             self.status.content = f"failed ({type(err).__name__})"
-        finally:
-            self.busy = False
         if (_highlighted(session.selection), len(session.edits)) != before:
             self.picture_changed()
 
