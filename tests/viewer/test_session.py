@@ -88,6 +88,13 @@ def test_view_command_says_what_to_install_and_refuses_a_bad_file(
     assert main(["view", str(broken), "--port", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(broken) in err
+    taken = tmp_path / "taken.csg"
+    taken.write_bytes(b"keep")
+    for save, why in [(taken, "exists"), (tiny_run / "stream.csg", "source")]:
+        assert main(["view", str(tiny_run / "stream.csg"), "--save", str(save)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and why in err
+    assert taken.read_bytes() == b"keep"
 
 
 @pytest.mark.parametrize(
