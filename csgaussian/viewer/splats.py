@@ -3,7 +3,10 @@
 Scaffold-GS spawns its Gaussians per view; the browser needs one fixed set. It gets the export's
 closed-form start (:func:`csgaussian.export.fit.fit_export` with no fit step: one Gaussian per
 anchor slot drawn from some sampled view, averaged opacity, scale and rotation) with its DC
-colour, sent once per client. Queries and edits act on the splats by anchor slot, as they act on
+colour, sent once per client. That start turns the anchors' far background shell into a fog
+over the whole scene (issue 18 item 2, which the export's start is to fix), so only the splats
+within the anchors' bulk are sent (``ViewerConfig.splat_bulk_share``); the server's refine at
+rest shows the whole model. Queries and edits act on the splats by anchor slot, as they act on
 the neural Gaussians (:mod:`csgaussian.scene.edits`), so the browser's picture and the server's
 exact render (the "refine" at rest) show the same edit.
 """
@@ -57,11 +60,15 @@ class Splats:
 
 
 @torch.no_grad()
-def splats_of(model: ScaffoldModel, n_views: int) -> Splats:
+def splats_of(model: ScaffoldModel, n_views: int, bulk_share: float = 1.0) -> Splats:
     """The splats of ``model``: the export's closed-form start from ``n_views`` sampled views,
-    with DC colours."""
+    with DC colours, those no farther from the anchors' median than ``bulk_share`` of the
+    anchors are."""
     config = replace(ExportConfig(), fit_iterations=0, sh_degree=0, n_views=n_views)
     gaussians = fit_export(model, config)
+    centre = model.anchors.median(dim=0).values
+    reach = torch.quantile((model.anchors - centre).norm(dim=1), bulk_share)
+    gaussians = gaussians.subset((gaussians.means - centre).norm(dim=1) <= reach)
     rgbs = (0.5 + SH_C0 * gaussians.sh[:, 0]).clamp(0.0, 1.0)
     return Splats(
         centers=gaussians.means.float(),
