@@ -42,6 +42,7 @@ from csgaussian import api
 from csgaussian.data import load_scene
 from csgaussian.semantics.edits import Remove
 from csgaussian.types import Camera
+from csgaussian.viewer.opening import opening_view
 from csgaussian.viewer.session import ViewerConfig, ViewerSession
 from csgaussian.viewer.splats import splats_of
 
@@ -161,7 +162,7 @@ class Page:
         """Seconds from ``started`` to a screenshot that differs from ``before`` (left half)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if _changed(self.page.screenshot(), before) > 0.002:
+            if _changed(self.page.screenshot(), before) > 0.001:
                 return time.perf_counter() - started
         raise AssertionError("the picture did not change")
 
@@ -193,19 +194,20 @@ def browser_figures(stream: Path, query: str | None) -> dict | None:
             client.refine.value = False  # the splats are the picture
             client.picture_changed()
             time.sleep(1.0)
-            out["splats_fps_while_moving"] = round(page.drag_fps()[0], 2)
             if query is not None:
                 out.update(_measured(_query_and_remove, page, client, query, "splats"))
+            out["splats_fps_while_moving"] = round(page.drag_fps()[0], 2)
             client.use_splats.value = False  # every frame from the server
+            opening = opening_view(client.session.scene)
+            client.client.camera.position = opening.position
+            client.client.camera.look_at = opening.look_at
             client.picture_changed()
-            time.sleep(1.0)
+            time.sleep(2.0)
+            if query is not None:
+                out.update(_measured(_query_and_remove, page, client, query, "server"))
             page_fps, server_fps = page.drag_fps()
             out["server_frames_per_s_while_moving"] = round(server_fps, 2)
             out["page_fps_while_moving_server_path"] = round(page_fps, 2)
-            if query is not None:
-                client.submit("undo", client._undo)
-                b.wait_for(lambda: len(client.session.edits) == 0, 30, "the undo")
-                out.update(_measured(_query_and_remove, page, client, query, "server"))
         finally:
             page.page.close()
             viewer.stop()
@@ -221,12 +223,9 @@ def _measured(measure, *args) -> dict:
 
 
 def _query_and_remove(page: Page, client, query: str, path: str) -> dict:
+    """Type ``query`` into the page, then click Remove; each to its picture on screen. Ends
+    with the edit undone and the highlight cleared."""
     b = page.b
-    page.page.evaluate(
-        f"(() => {{ const box = {b.FIND_QUERY_BOX}; box.value = ''; return true; }})()"
-    )
-    client.query_text.value = ""
-    time.sleep(1.0)
     before = page.settle()
     b.focus_query_box(page.page)
     started = time.perf_counter()
@@ -237,6 +236,12 @@ def _query_and_remove(page: Page, client, query: str, path: str) -> dict:
     started = time.perf_counter()
     assert page.page.evaluate(f"{CLICK_BUTTON}('Remove')")
     removed = page.until_changed(before, started)
+    b.wait_for(lambda: len(client.session.edits) == 1, 30, "the removal")
+    client.submit("undo", client._undo)
+    client.query_text.value = ""
+    client.submit("query", client._query)  # the empty query clears the highlight
+    b.wait_for(lambda: not client.session.edits and client.session.selection is None, 30, "reset")
+    time.sleep(1.0)
     return {
         f"{path}_query_to_highlighted_picture_s": round(highlighted, 3),
         f"{path}_remove_to_updated_picture_s": round(removed, 3),

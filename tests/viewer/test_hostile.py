@@ -216,3 +216,27 @@ def test_a_flooding_client_does_not_stop_another_clients_frames(folder, capfd):
     finally:
         viewer.stop()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_pages_do_not_share_selection_edits_undo_or_status(folder, capfd):
+    viewer = _start(folder / "scene.csg", client_splats=False)
+    try:
+        wait_for(viewer.ready.is_set, 30, "the semantic layer")
+        a = _connect(viewer)
+        view_a = wait_for(viewer.only_client, 10, "page A")
+        b = _connect(viewer)
+        wait_for(lambda: len(viewer.clients) == 2, 10, "page B")
+        view_b = next(v for v in viewer.clients.values() if v is not view_a)
+        a.update("Query", value="floor")
+        a.click("Remove")
+        wait_for(lambda: len(view_a.session.edits) == 1, 10, "A's removal")
+        b.click("Undo")
+        wait_for(lambda: view_b.status.content == "nothing to undo", 10, "B's undo")
+        b.update("Query", value="x" * (MAX_QUERY_CHARS + 1))
+        wait_for(lambda: "characters" in view_b.status.content, 10, "B's error")
+        assert len(view_a.session.edits) == 1 and view_b.session.edits == []
+        assert view_a.session.selection is not None and view_b.session.selection is None
+        assert "remove 'floor'" in view_a.status.content
+    finally:
+        viewer.stop()
+    assert "Traceback" not in capfd.readouterr().err
