@@ -282,6 +282,8 @@ def flood_delay(stream: Path, n: int = 10) -> dict:
             delays.append(arrived[0] - sent)
         stop.set()
         thread.join(10)
+        for client in clients:
+            client.close()
         return {
             "flood_messages_sent_by_a": 3 * sent_by_a[0],
             "b_frame_delay_s_median": round(statistics.median(delays), 3),

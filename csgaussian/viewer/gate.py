@@ -146,9 +146,17 @@ def _is_upgrade(request) -> bool:
     return any(v.lower() == "websocket" for v in request.headers.get_all("Upgrade"))
 
 
+_LOGGED: set[str] = set()
+MAX_LOGGED = 100
+"""Distinct failures of client messages logged (a flooding client must not flood the log)."""
+
+
 def _one_line(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     err = context.get("exception")
     what = f"{type(err).__name__}: {err}" if err is not None else context.get("message", "")
+    if what in _LOGGED or len(_LOGGED) >= MAX_LOGGED:
+        return
+    _LOGGED.add(what)
     LOG.warning("viewer: a client message failed (%s)", what)
 
 
