@@ -177,6 +177,12 @@ def _parser() -> argparse.ArgumentParser:
     view.add_argument("stream", type=Path, help=".csg file")
     view.add_argument("--port", type=int, default=8080, help="port to serve on (8080)")
     view.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    view.add_argument(
+        "--save",
+        type=Path,
+        help="the one file the page's Save writes (must not exist; default NAME.edited.csg "
+        "beside the stream)",
+    )
 
     demo = commands.add_parser("demo", help="generate the built-in scene, train, evaluate, export")
     _output(demo, "folder of the demo's files (csgaussian-demo)", default=Path("csgaussian-demo"))
@@ -352,8 +358,14 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             f"edit layer {report['edit_layer_bytes']})"
         )
     elif args.command == "view":
-        running = api.viewer(args.stream, port=args.port, host=args.host)
-        console.print(f"viewer of {args.stream} on http://{args.host}:{args.port} (Ctrl-C stops)")
+        running = api.viewer(args.stream, port=args.port, host=args.host, save=args.save)
+        if running.exposed:
+            console.print(
+                f"warning: --host {args.host} is reachable from the network: anyone with the URL "
+                f"sees the scene and can write {running.target.path}"
+            )
+        console.print(f"viewer of {args.stream}: open {running.url} (Ctrl-C stops)", soft_wrap=True)
+        console.print(f"Save writes {running.target.path}")
         try:
             while True:
                 time.sleep(1.0)
