@@ -41,7 +41,7 @@ from ..semantics.query import (
     require_semantics,
     select,
 )
-from ..types import Camera, StreamError
+from ..types import Camera
 
 MAX_QUERY_CHARS = EDIT_OP_TEXT
 """Longest query text a client may send: what an edit stores (``codec.schema.EDIT_OP_TEXT``)."""
@@ -262,10 +262,7 @@ class ViewerSession:
             edits = [*self.edits, edit]
             if len(edits) > self.config.max_edits:
                 raise ValueError(f"edit refused: at most {self.config.max_edits} edits")
-            try:
-                check_edits_fit(self.scene.model, edits, self.config.max_memory)
-            except StreamError as err:
-                raise ValueError(f"edit refused: {err}") from None
+            check_edits_fit(self.scene.model, edits, self.config.max_memory)  # StreamError
             self.edits = edits
         return edit
 
