@@ -48,7 +48,7 @@ from .semantics.edits import Recolor as Recolor
 from .semantics.edits import Remove as Remove
 from .semantics.encoders import CachedTextEncoder
 from .semantics.query import QueryConfig, Selection, highlight, render_selection, select
-from .types import Camera, SceneData
+from .types import Camera, DataError, SceneData
 
 if TYPE_CHECKING:
     from .train.stages import RunResult
@@ -169,7 +169,8 @@ def encode(
     A run whose stages 2-3 finished has its progressive stream (base + semantic layer) already
     made; it is copied (its base layer is the one the semantic field was learned on, so
     ``min_slot_share`` cannot change it). Otherwise the stage-1 scene is encoded as a base-only
-    stream, dropping offset slots used by fewer than ``min_slot_share`` of the anchors.
+    stream, dropping offset slots used by fewer than ``min_slot_share`` of the anchors, with a
+    few of the training cameras when the run's dataset is at hand.
     """
     source = Path(source)
     if (source / STREAM_NAME).is_file():
@@ -177,9 +178,19 @@ def encode(
     model, entropy = load_trained(source)
     if entropy is None:
         raise RunError(f"{source}: trained without the rate term (--lambda 0); nothing to encode")
-    encoded = encode_scene(model, entropy, min_slot_share)
+    encoded = encode_scene(model, entropy, min_slot_share, _training_cameras(source))
     write_bytes_atomic(stream_path, encoded.data)
     return encoded
+
+
+def _training_cameras(run_dir: Path) -> list[Camera]:
+    """The training cameras of the run's dataset, or none when it is not at hand."""
+    try:
+        info = read_run_info(run_dir)
+        data = load_scene(info["data"], info.get("downscale", 1), load_instances=False)
+    except (RunError, DataError, OSError, KeyError):
+        return []
+    return [view.camera for view in data.train]
 
 
 def _finished_stream(run_dir: Path, stream_path: str | Path, min_slot_share: float) -> EncodedScene:
@@ -356,7 +367,8 @@ def edit(
     if not isinstance(scene, Scene):
         scene = decode(scene)
     edits = resolve(scene, requests, config=config)
-    return Scene(scene.model, scene.semantics, list(scene.notes), [*scene.edits, *edits])
+    edited = [*scene.edits, *edits]
+    return Scene(scene.model, scene.semantics, list(scene.notes), edited, list(scene.cameras))
 
 
 def save_edited(scene: Scene, source: str | Path, out_path: str | Path) -> dict[str, Any]:

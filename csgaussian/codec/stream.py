@@ -24,7 +24,10 @@ from ..entropy.anchors import GROUP_PARAMETERS, AnchorEntropyModel, RateConfig, 
 from ..scene.decoded import Scene
 from ..scene.edits import SceneEdit
 from ..scene.scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
+from ..types import Camera
 from . import budget, schema
+from .cameras import SECTION as CAMERAS_SECTION
+from .cameras import decode_cameras, encode_cameras, spread_cameras
 from .container import StreamError, read_container, section_layers, write_container
 from .edit_layer import SECTION as EDIT_SECTION
 from .edit_layer import decode_edits, encode_edit_layer, read_edit_meta
@@ -76,12 +79,17 @@ def slots_in_use(keep: torch.Tensor, min_share: float) -> torch.Tensor:
 
 
 def encode_scene(
-    model: ScaffoldModel, entropy: AnchorEntropyModel, min_slot_share: float = MIN_SLOT_SHARE
+    model: ScaffoldModel,
+    entropy: AnchorEntropyModel,
+    min_slot_share: float = MIN_SLOT_SHARE,
+    cameras: list[Camera] | None = None,
 ) -> EncodedScene:
     """Quantize and entropy-code ``model`` with its trained ``entropy`` model (the base layer).
 
     Offset slots used by fewer than ``min_slot_share`` of the anchors are dropped (0 keeps every
     slot some anchor uses); the renderer and hyperprior rows of unused slots are sent as zeros.
+    ``cameras`` (the capture's, e.g. the training views') adds the optional ``cameras`` section
+    with a few of them (:mod:`csgaussian.codec.cameras`).
     """
     if not 0.0 <= min_slot_share < 1.0:
         raise ValueError(f"min_slot_share must lie in [0, 1), got {min_slot_share}")
@@ -134,6 +142,8 @@ def encode_scene(
         ("hyperprior", hyper_blob),
         *((group, payloads[group]) for group in hyperprior.groups),
     ]
+    if cameras:
+        sections.append((CAMERAS_SECTION, encode_cameras(spread_cameras(cameras))))
     data = write_container(sections)
     coded.eval()
     return EncodedScene(data, {n: len(p) for n, p in sections}, estimated, coded)
@@ -182,11 +192,12 @@ def decode_scene(data: bytes, base_only: bool = False, max_memory: int | None = 
         need = need | edit_meta.memory()
     budget.check_memory(need, limit)
     model = _decode_base(sections, meta)
+    cameras = decode_cameras(sections[CAMERAS_SECTION]) if CAMERAS_SECTION in sections else []
     edits = [] if edit_meta is None else decode_edits(sections, edit_meta)
     semantics = None
     if semantic_meta is not None and semantic_meta.known:
         semantics = decode_semantic_layer(sections, model, semantic_meta)
-    return Scene(model, semantics, notes, edits)
+    return Scene(model, semantics, notes, edits, cameras)
 
 
 def with_edits(data: bytes, edits: list[SceneEdit]) -> bytes:
@@ -238,7 +249,10 @@ def _decode_base(sections: dict[str, bytes], meta: BaseMeta) -> ScaffoldModel:
 
 
 BASE_SECTIONS = ("meta", "positions", "masks", "renderer", "hyperprior", *GROUP_PARAMETERS)
-"""The base layer's sections: a stream of this format version holds these and no others."""
+"""The base layer's sections: a stream of this format version holds these, the optional ones
+of :data:`OPTIONAL_BASE_SECTIONS` and no others."""
+OPTIONAL_BASE_SECTIONS = (CAMERAS_SECTION,)
+"""Base sections a stream may hold or not (builds before them refuse a stream that has one)."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +273,8 @@ def _read_meta(sections: dict[str, bytes], layers: dict[str, str]) -> BaseMeta:
     misplaced = [name for name in BASE_SECTIONS if layers.get(name) != "base"]
     if misplaced:
         raise StreamError(f"base section(s) {', '.join(misplaced)} outside the base layer")
-    unknown = [n for n, layer in layers.items() if layer == "base" and n not in BASE_SECTIONS]
+    known = (*BASE_SECTIONS, *OPTIONAL_BASE_SECTIONS)
+    unknown = [n for n, layer in layers.items() if layer == "base" and n not in known]
     if unknown:
         raise StreamError(f"unexpected section(s) {', '.join(unknown)} in the base layer")
     meta = schema.read_json_meta(sections["meta"], META_LIMIT, "stream metadata")

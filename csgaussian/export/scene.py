@@ -56,9 +56,7 @@ def export_scene(
     if select_text is not None:  # before the fit: a query that matches nothing fails fast
         selection = select(scene, select_text)
         if not selection.matched:
-            raise QueryError(
-                f"'{select_text}' matches no object (best score {selection.best_score:.2f})"
-            )
+            raise QueryError(f"'{select_text}' matches no object ({selection.scores_note()})")
         report["selected"] = selection.summary()
     started = time.perf_counter()
     gaussians = fit_export(scene.model, config, quiet)

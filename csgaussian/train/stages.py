@@ -30,6 +30,7 @@ from ..scene.io import (
 from ..semantics.encoders import EXTERNAL_SPACE
 from ..semantics.features import read_features, view_stem
 from ..semantics.prepare import prepare_features, read_text_space
+from ..types import Camera
 from .config import TrainConfig
 from .config import preset as preset_config
 from .loop import CHECKPOINT_NAME, Trainer, TrainResult, torch_threads
@@ -129,7 +130,7 @@ def train_semantic_stages(
         raise RunError(
             f"{run_dir}: stages 2-3 already started; continue with --resume or use a new run"
         )
-    _write_base_layer(run_dir, MIN_SLOT_SHARE)
+    _write_base_layer(run_dir, MIN_SLOT_SHARE, [view.camera for view in scene.train])
     features_dir, text_space = _features(run_dir, info)
     sizes = {view_stem(view.image_path): tuple(view.image.shape[:2]) for view in scene.train}
     masks = read_features(features_dir, list(sizes), config.semantic.level, sizes)
@@ -164,14 +165,14 @@ def train_semantic_stages(
     )
 
 
-def _write_base_layer(run_dir: Path, min_slot_share: float) -> None:
-    """Encode stage 1's scene into ``base.csg`` once (with its estimated bits in ``base.json``):
-    stages 2-3 learn on its decoded scene."""
+def _write_base_layer(run_dir: Path, min_slot_share: float, cameras: list[Camera]) -> None:
+    """Encode stage 1's scene into ``base.csg`` once (with its estimated bits in ``base.json``
+    and a few of the training ``cameras``): stages 2-3 learn on its decoded scene."""
     path = run_dir / BASE_STREAM_NAME
     if path.is_file():
         return
     model, entropy = model_from_state(load_torch(run_dir / SCENE_NAME), run_dir / SCENE_NAME)
-    encoded = encode_scene(model, entropy, min_slot_share)
+    encoded = encode_scene(model, entropy, min_slot_share, cameras)
     estimates = json.dumps(encoded.estimated_bits).encode()
     write_bytes_atomic(run_dir / BASE_REPORT_NAME, estimates)
     write_bytes_atomic(path, encoded.data)
