@@ -1,13 +1,16 @@
 """The Python API under the CLI: prepare, train, encode, decode, render, query, evaluate, export.
 
 A receiver's functions (decode, render, query, evaluate a stream) import no training code;
-``train`` and ``demo`` load it when called.
+``train`` and ``demo`` load it when called. The renderer (numba kernels) loads with the first
+function that renders (:func:`_render_view`), so that ``edit`` and a query without a picture
+start without it.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +27,6 @@ from .data.synthetic import ensure_demo_scene
 from .entropy.anchors import AnchorEntropyModel
 from .eval.metrics import evaluate_images, load_lpips
 from .fileio import atomic_write, write_bytes_atomic
-from .ply import write_gaussians_ply
-from .render.sh import MAX_SH_DEGREE
 from .scene.decoded import Scene
 from .scene.io import (
     RUN_INFO_NAME,
@@ -39,7 +40,6 @@ from .scene.io import (
     save_torch,
     scene_state,
 )
-from .scene.rendering import render_view
 from .scene.scaffold import NeuralGaussians, ScaffoldModel
 from .semantics.edits import Duplicate as Duplicate  # re-exported: the edit requests
 from .semantics.edits import EditRequest, resolve
@@ -51,9 +51,17 @@ from .semantics.query import QueryConfig, Selection, highlight, render_selection
 from .types import Camera, DataError, SceneData
 
 if TYPE_CHECKING:
+    from .scene.rendering import ViewRender
     from .train.stages import RunResult
 
 SPLITS = ("train", "test")
+
+
+def _render_view() -> Callable[..., ViewRender]:
+    """:func:`csgaussian.scene.rendering.render_view`, imported on first use (module doc)."""
+    from .scene.rendering import render_view
+
+    return render_view
 
 
 def train(
@@ -138,11 +146,13 @@ STREAM_SUFFIX = ".csg"
 
 
 def load(source: str | Path, base_only: bool = False) -> Scene:
-    """The scene of a ``.csg`` stream (decoded), a run directory or a ``scene.pt`` file."""
+    """The scene of a ``.csg`` stream (decoded), a run directory (with its training cameras
+    when its dataset is at hand) or a ``scene.pt`` file."""
     source = Path(source)
     if source.suffix == STREAM_SUFFIX:
         return decode(source, base_only=base_only)
-    return Scene(load_trained(source)[0])
+    cameras = _training_cameras(source) if source.is_dir() else []
+    return Scene(load_trained(source)[0], cameras=cameras)
 
 
 def load_model(source: str | Path) -> ScaffoldModel:
@@ -232,16 +242,18 @@ def decode(stream_path: str | Path, base_only: bool = False) -> Scene:
 
 
 def decode_to(stream_path: str | Path, out_dir: str | Path, base_only: bool = False) -> dict:
-    """Decode a stream into ``out_dir``: ``scene.pt`` (renderable) and a 3DGS ``scene.ply``."""
+    """Decode a stream into ``out_dir``: ``scene.pt`` (renderable) and a 3DGS ``scene.ply`` (the
+    export's default: :func:`export`)."""
+    from .export.scene import export_scene
+
     out_dir = Path(out_dir)
     scene = decode(stream_path, base_only=base_only)
     model = scene.model
     save_torch(out_dir / SCENE_NAME, scene_state(model, None))
-    g = static_gaussians(model, _default_eye(model))
-    write_gaussians_ply(out_dir / "scene.ply", g.means, g.scales, g.quats, g.opacities, g.colors)
+    exported = export_scene(scene, out_dir / "scene.ply")
     report: dict[str, Any] = {
         "n_anchors": model.n_anchors,
-        "ply_gaussians": int(g.means.shape[0]),
+        "ply_gaussians": exported["gaussians"],
         "semantics": scene.semantics is not None,
     }
     if scene.semantics is not None:
@@ -268,13 +280,13 @@ def _scene_for(source: Path, data: str | Path | None, load_instances: bool = Fal
 @torch.no_grad()
 def render_camera(model: ScaffoldModel, camera: Camera) -> torch.Tensor:
     """Render ``camera``: ``[H, W, 3]`` in [0, 1]."""
-    return render_view(model, camera).image.clamp(0, 1)
+    return _render_view()(model, camera).image.clamp(0, 1)
 
 
 @torch.no_grad()
 def render_scene(scene: Scene, camera: Camera) -> torch.Tensor:
     """Render ``camera`` with the scene's edits: ``[H, W, 3]`` in [0, 1]."""
-    return render_view(scene.model, camera, edit=scene.edit_hook()).image.clamp(0, 1)
+    return _render_view()(scene.model, camera, edit=scene.edit_hook()).image.clamp(0, 1)
 
 
 def render(
@@ -435,7 +447,7 @@ def evaluate(
     preds, counts = [], []
     with torch.no_grad():
         for view in data_scene.test:
-            rendered = render_view(model, view.camera, edit=scene.edit_hook())
+            rendered = _render_view()(model, view.camera, edit=scene.edit_hook())
             preds.append(rendered.image.clamp(0, 1))
             counts.append(rendered.gaussians.means.shape[0])
     seconds = time.perf_counter() - started
@@ -492,14 +504,17 @@ def export(
 ) -> dict[str, Any]:
     """Write the scene as a standard 3DGS PLY (``.ply``) or web ``.splat`` file.
 
-    Scaffold-GS colours and shapes depend on the view; the export fits one Gaussian per drawn
-    anchor slot, with SH colours of degree ``sh_degree`` (default: ``ExportConfig``'s), to
-    renders of the decoded model from sampled cameras (:mod:`csgaussian.export.fit`).
+    Scaffold-GS colours and shapes depend on the view; the export keeps one Gaussian per drawn
+    anchor slot, with SH colours of degree ``sh_degree`` (default: ``ExportConfig``'s), solved
+    in closed form from the decoded model's Gaussians at the capture cameras the stream holds
+    (else an orbit), drops those that only fog the views that hide them, and takes
+    ``fit_iterations`` Adam steps on top (default none; :mod:`csgaussian.export.fit`).
     ``select`` keeps only the object a text names (the scene needs a semantic layer). Returns a
     JSON-ready report.
     """
     from .export.fit import ExportConfig
     from .export.scene import export_scene
+    from .render.sh import MAX_SH_DEGREE
 
     if sh_degree is not None and not 0 <= sh_degree <= MAX_SH_DEGREE:
         raise ValueError(f"--sh-degree must be 0-{MAX_SH_DEGREE}, got {sh_degree}")
@@ -514,12 +529,6 @@ def export(
     return export_scene(scene, Path(out_path), config, select, quiet)
 
 
-def _default_eye(model: ScaffoldModel) -> torch.Tensor:
-    """A viewpoint above the anchors' centroid at the scene's extent (no cameras known)."""
-    extent = (model.anchors.max(0).values - model.anchors.min(0).values).norm()
-    return model.anchors.mean(0) + torch.tensor([0.0, 0.0, 1.0]) * extent
-
-
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     text = json.dumps(payload, indent=2).encode()
     write_bytes_atomic(path, text)
@@ -528,9 +537,6 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 DEMO_QUERY = "a red ball"
 """The demo's closing query: a paraphrase of one of the built-in scene's object names ("red
 ball", see ``csgaussian.data.synthetic_geometry.default_objects``)."""
-DEMO_EXPORT_FIT_ITERATIONS = 0
-"""The demo writes the export's closed-form SH fit (its starting values, no Adam steps); the
-2,000-step fit of ``csgaussian export`` would take about as long as the demo's training."""
 
 
 def demo(
@@ -550,9 +556,7 @@ def demo(
     stream_path = out_dir / "scene.csg"
     encoded = encode(run_dir, stream_path)
     decoded = evaluate(stream_path, scene_dir)
-    n_exported = export(
-        run_dir, out_dir / "scene.ply", fit_iterations=DEMO_EXPORT_FIT_ITERATIONS, quiet=True
-    )["gaussians"]
+    n_exported = export(stream_path, out_dir / "scene.ply", quiet=True)["gaussians"]
     renders = render(stream_path, out_dir / "renders", data=scene_dir)
     closing = query_view(stream_path, DEMO_QUERY, scene_dir, "test:0", out_dir / "query")
     layers = layer_bytes(encoded.data)

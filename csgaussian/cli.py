@@ -143,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--select", help="export only the object this text names")
     export.add_argument("--sh-degree", type=int, help="SH degree of the colours (default 3)")
     export.add_argument(
-        "--fit-iterations", type=int, help="steps of the SH fit (default 2000; 0: no fit)"
+        "--fit-iterations", type=int, help="Adam steps after the closed-form export (default 0)"
     )
     export.add_argument("--quiet", action="store_true", help="no progress display")
     export.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)

@@ -59,7 +59,7 @@ def export_scene(
             raise QueryError(f"'{select_text}' matches no object ({selection.scores_note()})")
         report["selected"] = selection.summary()
     started = time.perf_counter()
-    gaussians = fit_export(scene.model, config, quiet)
+    gaussians = fit_export(scene.model, config, quiet, scene.cameras)
     report["fit_seconds"] = round(time.perf_counter() - started, 1)
     if selection is not None:
         slot = (gaussians.anchor_index, gaussians.offset_index)

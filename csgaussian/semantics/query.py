@@ -11,6 +11,7 @@ negatives. A query that fails selects nothing: the receiver says so instead of p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -22,11 +23,13 @@ from ..eval.segmentation import (
     VISIBLE_SHARE,
 )
 from ..scene.decoded import Scene
-from ..scene.rendering import GaussianEdit, render_view
 from ..scene.scaffold import NeuralGaussians, ScaffoldModel
 from ..types import Camera
 from .encoders import CachedTextEncoder, TextEncoder, get_text_encoder
 from .layer import SemanticLayer
+
+if TYPE_CHECKING:  # the renderer (numba) loads when a selection is rendered, not for a query
+    from ..scene.rendering import GaussianEdit
 
 
 class QueryError(ValueError):
@@ -214,6 +217,8 @@ def render_selection(
     the pixel's weight in the full scene) and ``silhouette`` [H, W] bool (the selection rendered
     alone has alpha > 0.7: occluded parts count).
     """
+    from ..scene.rendering import render_view
+
     edit = edit or (lambda g: g)
     full = render_view(model, camera, extra=lambda g: g.at_slots(slots).float()[:, None], edit=edit)
     alone = render_view(model, camera, edit=lambda g: (e := edit(g)).subset(e.at_slots(slots)))
@@ -232,6 +237,8 @@ def render_language(scene: Scene, camera: Camera, slot_leaves: Tensor | None = N
     Rendered as one channel per language row, then mixed by the table, so the rasteriser carries
     ``E`` channels instead of ``D``.
     """
+    from ..scene.rendering import render_view
+
     layer = require_semantics(scene)
     leaves = layer.slot_leaves(scene.model) if slot_leaves is None else slot_leaves
     n_entries = layer.language.shape[0]
