@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -23,6 +24,10 @@ from .semantics.encoders import ENCODERS
 from .semantics.features import LEVELS
 
 USAGE_ERROR = 2
+ONE_THREAD_COMMANDS = ("query", "edit", "export", "decode")
+"""Commands whose torch work is small tensors (a few texts through MiniLM, per-anchor MLPs):
+one torch thread, as OpenMP's second thread spends more than it saves, most on a busy machine
+(measured in benchmarks/results/startup/)."""
 MAX_MEMORY_HELP = (
     f"refuse a .csg whose decoding needs more memory than this (e.g. 8G; default "
     f"{DEFAULT_MAX_MEMORY >> 30}G)"
@@ -230,6 +235,8 @@ def _edit_requests(edits: list[list]) -> list[api.EditRequest]:
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
+    if args.command in ONE_THREAD_COMMANDS:
+        torch.set_num_threads(1)
     if args.command == "prepare":
         report = api.prepare(
             args.data,
