@@ -28,9 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import provenance, provenance_lines, write_environment  # noqa: E402
-
 HERE = Path(__file__).resolve().parent
 ENTRY = "from csgaussian.cli import entry; entry()"
 
@@ -55,8 +52,10 @@ def timed_run(tree: Path, argv: list[str]) -> tuple[float, float]:
 
 
 def phases(command: str, stream: str, data: str, out: str) -> None:
-    """One command's phases in this process; prints them as one JSON line."""
-    marks = [("start", time.process_time(), time.perf_counter())]
+    """One command's phases in this process; prints them as one JSON line. The first row is
+    the interpreter's start and this script's own light imports (CPU only: process time)."""
+    marks = [("start", 0.0, time.perf_counter())]
+    marks.append(("interpreter and this script (CPU only)", time.process_time(), marks[0][2]))
 
     def mark(name: str) -> None:
         marks.append((name, time.process_time(), time.perf_counter()))
@@ -115,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.phases:
         phases(args.phases, str(args.stream), str(args.data), str(scratch))
         return 0
+    sys.path.insert(0, str(HERE))  # after --phases: provenance imports torch
+    from provenance import provenance, provenance_lines, write_environment
+
     origin = provenance(["startup.py", *(argv if argv is not None else sys.argv[1:])])
     repo = HERE.parent
     trees = {"new": repo, **({"old": args.old} if args.old else {})}
