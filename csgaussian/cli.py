@@ -330,7 +330,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         )
         print(json.dumps(record))
         if not record["matched"]:
-            console.print(f"'{args.text}' matches nothing well (best score {record['best_score']})")
+            console.print(
+                f"'{args.text}' matches nothing well (best score {record['best_score']}, "
+                f"margin {record['margin']}, relevancy {record['relevancy']})"
+            )
     elif args.command == "encode":
         encoded = api.encode(args.source, args.output, args.min_slot_share)
         console.print(encode_table(encoded))
