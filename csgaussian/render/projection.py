@@ -38,6 +38,9 @@ class RasterConfig:
     """Early termination: stop before a Gaussian that would bring T below this (3DGS)."""
     radius_sigmas: float = 3.0
     """Tile footprint radius in standard deviations of the larger 2D axis."""
+    backend: str = "numba"
+    """Compositor every render uses: ``"numba"`` (the CPU tile rasterizer) or ``"torch"`` (the
+    dense reference, any device). docs/backend.md maps a gsplat CUDA backend onto this seam."""
 
 
 # Extra field of view, as a fraction of the image half-width, inside which the EWA Jacobian uses

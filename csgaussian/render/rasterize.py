@@ -126,6 +126,13 @@ class TileComposite(torch.autograd.Function):
         )
 
 
+Backend = Literal["numba", "torch"]
+
+BACKENDS = {"numba": TileComposite.apply, "torch": composite_dense}
+"""Compositors by name: screen-space Gaussians in, ``(colors, alpha, depth)`` out (same
+arguments as :class:`TileComposite`); docs/backend.md describes how a gsplat one would fit."""
+
+
 def _check_inputs(
     means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor
 ) -> None:
@@ -156,13 +163,19 @@ def rasterize_gaussians(
     camera: Camera,
     background: Tensor | None = None,  # [C]; None = zeros
     config: RasterConfig = RasterConfig(),  # noqa: B008 (frozen dataclass)
-    backend: Literal["numba", "torch"] = "numba",
+    backend: Backend | None = None,
 ) -> RenderOutput:
     """Render Gaussians into ``camera``: colours/features, alpha and depth, differentiably.
 
-    ``backend="numba"`` is the tile rasterizer (float32, numba kernels on CPU copies, results moved
-    back to the input device); ``backend="torch"`` is the dense reference (any dtype or device).
+    ``backend`` (default ``config.backend``): ``"numba"`` is the tile rasterizer (float32, numba
+    kernels on CPU copies, results moved back to the input device); ``"torch"`` is the dense
+    reference (any dtype or device).
     """
+    backend = config.backend if backend is None else backend
+    if backend not in BACKENDS:
+        raise RasterError(
+            f"rasterize_gaussians: unknown backend {backend!r} (choose from {', '.join(BACKENDS)})"
+        )
     _check_inputs(means, quats, scales, opacities, colors)
     if background is None:
         background = torch.zeros(colors.shape[1], device=colors.device, dtype=colors.dtype)
@@ -174,10 +187,5 @@ def rasterize_gaussians(
     proj = project_gaussians(means, quats, scales, camera, config)
     args = (proj.means2d, proj.conics, opacities, colors, proj.depths, background, proj.radii)
     size = (camera.width, camera.height)
-    if backend == "numba":
-        out_colors, alpha, depth = TileComposite.apply(*args, *size, config)
-    elif backend == "torch":
-        out_colors, alpha, depth = composite_dense(*args, *size, config)
-    else:
-        raise RasterError(f"rasterize_gaussians: unknown backend {backend!r}")
+    out_colors, alpha, depth = BACKENDS[backend](*args, *size, config)
     return RenderOutput(out_colors, alpha, depth, proj.means2d, proj.radii)
