@@ -25,7 +25,7 @@ import numba
 import torch
 
 from csgaussian.render import RasterConfig, rasterize_gaussians
-from csgaussian.render.projection import project_gaussians, tile_rects
+from csgaussian.render.projection import alpha_reach, project_gaussians, tile_rects
 from csgaussian.render.rasterize import TileComposite
 from csgaussian.types import Camera
 
@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         return torch.autograd.grad(loss, screen)
 
     with torch.no_grad():
-        rects = tile_rects(proj.means2d, proj.radii, args.size, args.size, config.tile_size)
+        reach = alpha_reach(proj.conics, params[3], config.alpha_min)
+        size, tile = args.size, config.tile_size
+        rects = tile_rects(proj.means2d, proj.radii, size, size, tile, reach)
         isects = int(((rects[:, 2] - rects[:, 0]) * (rects[:, 3] - rects[:, 1])).sum())
         visible = int((proj.radii > 0).sum())
         radii_median = float(proj.radii[proj.radii > 0].float().median())

@@ -15,6 +15,7 @@ from csgaussian.render import kernels
 from csgaussian.render.projection import (
     RasterConfig,
     RasterError,
+    alpha_reach,
     project_gaussians,
     tile_rects,
 )
@@ -61,7 +62,8 @@ class TileComposite(torch.autograd.Function):
         n = means2d.shape[0]
         tiles_x = math.ceil(width / config.tile_size)
         tiles_y = math.ceil(height / config.tile_size)
-        rects = tile_rects(means2d, radii, width, height, config.tile_size).cpu().numpy()
+        reach = alpha_reach(conics, opacities, config.alpha_min)
+        rects = tile_rects(means2d, radii, width, height, config.tile_size, reach).cpu().numpy()
         depth_np = _np32(depths)
         visible = np.flatnonzero(radii.cpu().numpy() > 0)
         order = visible[np.argsort(depth_np[visible], kind="stable")]
