@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 
 class TrainProgress:
-    """Shows iteration, loss, PSNR and counts while training; silent with ``quiet=True``."""
+    """Shows iteration, loss, PSNR, counts and the estimated time remaining while training;
+    silent with ``quiet=True``. The estimate is the mean time per iteration since
+    :meth:`start_at` times the iterations left."""
 
     def __init__(self, total: int, quiet: bool = False, description: str = "train") -> None:
         self.total = total
@@ -21,6 +31,7 @@ class TrainProgress:
         self.description = description
         self._progress: Progress | None = None
         self._task: Any = None
+        self._started: tuple[float, int] = (time.perf_counter(), 0)
 
     def __enter__(self) -> TrainProgress:
         if not self.quiet and self.interactive:
@@ -29,6 +40,7 @@ class TrainProgress:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
+                TimeRemainingColumn(),
                 TextColumn("{task.fields[status]}"),
                 console=self.console,
             )
@@ -41,17 +53,38 @@ class TrainProgress:
             self._progress.__exit__(*exc)
 
     def start_at(self, iteration: int) -> None:
+        self._started = (time.perf_counter(), iteration)
         if self._progress is not None:
             self._progress.update(self._task, completed=iteration)
         elif not self.quiet and iteration:
             self.console.print(f"{self.description}: resuming at iteration {iteration}")
+
+    def remaining_seconds(self, iteration: int) -> float | None:
+        """Estimated seconds to ``total`` (None before the first iteration of this session)."""
+        t0, first = self._started
+        done = iteration - first
+        if done <= 0:
+            return None
+        return (time.perf_counter() - t0) / done * max(self.total - iteration, 0)
 
     def update(self, iteration: int, **metrics: float | int) -> None:
         status = "  ".join(_format(name, value) for name, value in metrics.items())
         if self._progress is not None:
             self._progress.update(self._task, completed=iteration, status=status)
         elif not self.quiet:
-            self.console.print(f"{self.description} {iteration}/{self.total}  {status}")
+            left = self.remaining_seconds(iteration)
+            eta = "" if left is None else f"  eta {_duration(left)}"
+            self.console.print(f"{self.description} {iteration}/{self.total}  {status}{eta}")
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``42s``."""
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
 
 
 def _format(name: str, value: float | int) -> str:

@@ -38,11 +38,18 @@ class RasterConfig:
     """Early termination: stop before a Gaussian that would bring T below this (3DGS)."""
     radius_sigmas: float = 3.0
     """Tile footprint radius in standard deviations of the larger 2D axis."""
+    backend: str = "numba"
+    """Compositor every render uses: ``"numba"`` (the CPU tile rasterizer) or ``"torch"`` (the
+    dense reference, any device). docs/backend.md maps a gsplat CUDA backend onto this seam."""
 
 
 # Extra field of view, as a fraction of the image half-width, inside which the EWA Jacobian uses
 # the true position; beyond it the position is clamped (3DGS/gsplat use 0.3, i.e. 1.3 x tan(fov)).
 FOV_CLAMP_MARGIN = 0.3
+
+
+REACH_MARGIN = 1.0
+"""Pixels added to :func:`alpha_reach` (float rounding of positions, conics and the log)."""
 
 
 @dataclass
@@ -137,16 +144,27 @@ def project_gaussians(
     return Projected(means2d=means2d, conics=conics, depths=p[:, 2], radii=radii)
 
 
-def tile_rects(means2d: Tensor, radii: Tensor, width: int, height: int, tile_size: int) -> Tensor:
+def tile_rects(
+    means2d: Tensor,
+    radii: Tensor,
+    width: int,
+    height: int,
+    tile_size: int,
+    reach: Tensor | None = None,
+) -> Tensor:
     """Half-open tile rectangle ``(x0, y0, x1, y1)`` touched by each Gaussian's footprint.
 
-    Culled Gaussians get an empty rectangle. ``means2d [N, 2], radii [N] -> [N, 4]`` int64.
-    Both backends use this one function, so they agree on which Gaussian meets which pixel.
+    The footprint is the square of half-side ``radii``, narrowed per axis to ``reach`` ([N, 2]
+    pixels, see :func:`alpha_reach`) when given. Culled Gaussians get an empty rectangle.
+    ``means2d [N, 2], radii [N] -> [N, 4]`` int64. Both backends use this one function, so they
+    agree on which Gaussian meets which pixel.
     """
     tiles_x = math.ceil(width / tile_size)
     tiles_y = math.ceil(height / tile_size)
     m = means2d.detach()
     r = radii.to(m.dtype)[:, None]
+    if reach is not None:
+        r = torch.minimum(r, reach.to(m.dtype))
     lo = torch.floor((m - r) / tile_size).to(torch.int64)
     hi = torch.ceil((m + r) / tile_size).to(torch.int64)
     limit = torch.tensor([tiles_x, tiles_y], device=m.device)
@@ -156,3 +174,23 @@ def tile_rects(means2d: Tensor, radii: Tensor, width: int, height: int, tile_siz
     lo = torch.where(empty, torch.zeros_like(lo), lo)
     hi = torch.where(empty, torch.zeros_like(hi), hi)
     return torch.cat([lo, hi], dim=-1)
+
+
+def alpha_reach(conics: Tensor, opacities: Tensor, alpha_min: float) -> Tensor:
+    """Per-axis distance ``[N, 2]`` in pixels beyond which a Gaussian's alpha is below
+    ``alpha_min``, so that compositing skips it: a bound on the footprint, not a cut.
+
+    ``o exp(-d^T conic d / 2) >= alpha_min`` only inside the ellipse ``d^T conic d <= P``,
+    ``P = 2 log(o / alpha_min)``, whose half-extents are ``sqrt(P Sigma_xx)`` and
+    ``sqrt(P Sigma_yy)`` (``Sigma = conic^-1``); ``REACH_MARGIN`` pixels are added for float
+    rounding. Low-opacity and elongated Gaussians then touch fewer tiles, with the same image.
+    """
+    with torch.no_grad():
+        c = conics.detach().double()
+        a, b, cc = c[:, 0], c[:, 1], c[:, 2]
+        det = a * cc - b * b
+        power = 2 * torch.log(opacities.detach().double().clamp_min(1e-30) / alpha_min)
+        power = power.clamp_min(0.0)
+        sigma = torch.stack([cc / det, a / det], dim=-1)  # Sigma_xx, Sigma_yy
+        reach = torch.sqrt((power[:, None] * sigma).clamp_min(0.0)) + REACH_MARGIN
+        return torch.nan_to_num(reach, nan=math.inf, posinf=math.inf).to(conics.dtype)

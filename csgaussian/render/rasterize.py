@@ -15,6 +15,7 @@ from csgaussian.render import kernels
 from csgaussian.render.projection import (
     RasterConfig,
     RasterError,
+    alpha_reach,
     project_gaussians,
     tile_rects,
 )
@@ -61,7 +62,8 @@ class TileComposite(torch.autograd.Function):
         n = means2d.shape[0]
         tiles_x = math.ceil(width / config.tile_size)
         tiles_y = math.ceil(height / config.tile_size)
-        rects = tile_rects(means2d, radii, width, height, config.tile_size).cpu().numpy()
+        reach = alpha_reach(conics, opacities, config.alpha_min)
+        rects = tile_rects(means2d, radii, width, height, config.tile_size, reach).cpu().numpy()
         depth_np = _np32(depths)
         visible = np.flatnonzero(radii.cpu().numpy() > 0)
         order = visible[np.argsort(depth_np[visible], kind="stable")]
@@ -126,6 +128,13 @@ class TileComposite(torch.autograd.Function):
         )
 
 
+Backend = Literal["numba", "torch"]
+
+BACKENDS = {"numba": TileComposite.apply, "torch": composite_dense}
+"""Compositors by name: screen-space Gaussians in, ``(colors, alpha, depth)`` out (same
+arguments as :class:`TileComposite`); docs/backend.md describes how a gsplat one would fit."""
+
+
 def _check_inputs(
     means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor
 ) -> None:
@@ -156,13 +165,19 @@ def rasterize_gaussians(
     camera: Camera,
     background: Tensor | None = None,  # [C]; None = zeros
     config: RasterConfig = RasterConfig(),  # noqa: B008 (frozen dataclass)
-    backend: Literal["numba", "torch"] = "numba",
+    backend: Backend | None = None,
 ) -> RenderOutput:
     """Render Gaussians into ``camera``: colours/features, alpha and depth, differentiably.
 
-    ``backend="numba"`` is the tile rasterizer (float32, numba kernels on CPU copies, results moved
-    back to the input device); ``backend="torch"`` is the dense reference (any dtype or device).
+    ``backend`` (default ``config.backend``): ``"numba"`` is the tile rasterizer (float32, numba
+    kernels on CPU copies, results moved back to the input device); ``"torch"`` is the dense
+    reference (any dtype or device).
     """
+    backend = config.backend if backend is None else backend
+    if backend not in BACKENDS:
+        raise RasterError(
+            f"rasterize_gaussians: unknown backend {backend!r} (choose from {', '.join(BACKENDS)})"
+        )
     _check_inputs(means, quats, scales, opacities, colors)
     if background is None:
         background = torch.zeros(colors.shape[1], device=colors.device, dtype=colors.dtype)
@@ -174,10 +189,5 @@ def rasterize_gaussians(
     proj = project_gaussians(means, quats, scales, camera, config)
     args = (proj.means2d, proj.conics, opacities, colors, proj.depths, background, proj.radii)
     size = (camera.width, camera.height)
-    if backend == "numba":
-        out_colors, alpha, depth = TileComposite.apply(*args, *size, config)
-    elif backend == "torch":
-        out_colors, alpha, depth = composite_dense(*args, *size, config)
-    else:
-        raise RasterError(f"rasterize_gaussians: unknown backend {backend!r}")
+    out_colors, alpha, depth = BACKENDS[backend](*args, *size, config)
     return RenderOutput(out_colors, alpha, depth, proj.means2d, proj.radii)

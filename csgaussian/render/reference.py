@@ -5,7 +5,8 @@ Every Gaussian is evaluated at every pixel, in depth order, with 3DGS semantics:
 cumulative product, and early termination before the first Gaussian that would bring the
 transmittance below ``transmittance_min`` (that Gaussian and all behind it are left out).
 A Gaussian is considered at a pixel only if the pixel's tile lies in the Gaussian's tile
-rectangle (:func:`tile_rects`), which is exactly the set the tile rasterizer visits.
+rectangle (:func:`tile_rects`, narrowed by :func:`alpha_reach`), which is exactly the set the
+tile rasterizer visits.
 Autograd is torch's own; the code is dtype-generic (float64 for gradcheck).
 """
 
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from csgaussian.render.projection import RasterConfig, tile_rects
+from csgaussian.render.projection import RasterConfig, alpha_reach, tile_rects
 
 # Pixel-Gaussian pairs evaluated per chunk; bounds peak memory of the dense evaluation.
 CHUNK_ELEMENTS = 2**22
@@ -71,7 +72,8 @@ def composite_dense(
     Colours include ``T_final * background``; depth is ``sum_i w_i z_i`` (not normalised).
     """
     device, dtype = means2d.device, means2d.dtype
-    rects = tile_rects(means2d, radii, width, height, config.tile_size)
+    reach = alpha_reach(conics, opacities, config.alpha_min)
+    rects = tile_rects(means2d, radii, width, height, config.tile_size, reach)
     visible = torch.nonzero(radii > 0).squeeze(1)
     order = visible[torch.argsort(depths[visible].detach(), stable=True)]
     features = torch.cat([colors, depths[:, None]], dim=1)[order]  # [M, C + 1]

@@ -179,12 +179,14 @@ def rasterize_sh(
     camera: Camera,
     background: Tensor | None = None,  # [3]
     config: RasterConfig = RasterConfig(),  # noqa: B008 (frozen dataclass)
-    backend: Literal["numba", "torch"] = "numba",
+    backend: Literal["numba", "torch"] | None = None,
 ) -> RenderOutput:
     """A plain 3DGS render: SH colours evaluated for ``camera``, then rasterized.
 
-    ``backend`` picks both the SH evaluation and the compositor (fast path or torch reference).
+    ``backend`` (default ``config.backend``) picks both the SH evaluation and the compositor
+    (fast path or torch reference).
     """
+    backend = config.backend if backend is None else backend
     colors = sh_colors(means, coeffs, camera.center, backend)
     return rasterize_gaussians(
         means, quats, scales, opacities, colors, camera, background, config, backend

@@ -189,7 +189,8 @@ class Trainer:
     def load_checkpoint(self) -> None:
         """Continue exactly where the last checkpoint left off."""
         state = load_torch(self.checkpoint_path)
-        if state.get("config") != self.config.to_dict():
+        saved = state.get("config")
+        if not isinstance(saved, dict) or _normalised(saved) != self.config.to_dict():
             raise RunError(f"{self.checkpoint_path}: was written with another configuration")
         self.model, self.entropy = model_from_state(state["scene"], self.checkpoint_path)
         self.optimizer = build_optimizer(self.model, self.entropy, self.config, self.radius)
@@ -279,6 +280,15 @@ class Trainer:
             train_psnr=sum(r.psnr for r in recent) / max(len(recent), 1),
             scene_path=scene_path,
         )
+
+
+def _normalised(saved: dict) -> dict | None:
+    """A checkpoint's configuration with the fields added since it was written at their
+    defaults (None if it no longer parses)."""
+    try:
+        return TrainConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError):
+        return None
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import torch
 
 from csgaussian.render import RasterConfig
 from csgaussian.render.projection import (
+    alpha_reach,
     covariance_3d,
     project_gaussians,
     quat_to_rotmat,
@@ -69,3 +70,32 @@ def test_tile_rects_straddling_and_clamped() -> None:
     assert rects[1] == [0, 0, 1, 1]  # clamped at the image origin
     assert rects[2] == [0, 0, 3, 2]  # clamped to 3 x 2 tiles
     assert rects[3] == [0, 0, 0, 0]  # culled: empty
+
+
+def test_alpha_reach_bounds_every_pixel_with_alpha_over_alpha_min() -> None:
+    g = torch.Generator().manual_seed(3)
+    n = 200
+    L = torch.randn(n, 2, 2, generator=g) * 3
+    cov = L @ L.transpose(1, 2) + 0.3 * torch.eye(2)
+    inv = torch.linalg.inv(cov)
+    conics = torch.stack([inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 1]], dim=-1)
+    opacities = torch.rand(n, generator=g)
+    reach = alpha_reach(conics, opacities, 1 / 255)
+    d = torch.stack(torch.meshgrid(torch.arange(-40.0, 41), torch.arange(-40.0, 41), indexing="xy"))
+    d = d.reshape(2, -1).T  # [P, 2] offsets (x, y)
+    q = torch.einsum("pi,nij,pj->np", d, inv, d)
+    alpha = opacities[:, None] * torch.exp(-0.5 * q)
+    outside = (d[None, :, 0].abs() > reach[:, None, 0]) | (d[None, :, 1].abs() > reach[:, None, 1])
+    assert not (outside & (alpha >= 1 / 255)).any()
+    assert outside.any()  # the bound is not vacuous
+
+
+def test_faint_gaussians_touch_fewer_tiles() -> None:
+    means2d = torch.tensor([[40.0, 40.0], [40.0, 40.0]])
+    radii = torch.tensor([30, 30], dtype=torch.int32)  # 3 sigma of sigma = 10 px
+    conics = torch.tensor([[0.01, 0.0, 0.01]] * 2)
+    reach = alpha_reach(conics, torch.tensor([1.0, 0.02]), 1 / 255)
+    rects = tile_rects(means2d, radii, 96, 96, 16, reach)
+    area = (rects[:, 2] - rects[:, 0]) * (rects[:, 3] - rects[:, 1])
+    assert rects[0].tolist() == tile_rects(means2d, radii, 96, 96, 16)[0].tolist()
+    assert area[1] < area[0]
