@@ -16,16 +16,14 @@ from rich.console import Console
 from rich.table import Table
 
 from . import api
-from .codec.budget import DEFAULT_MAX_MEMORY, memory_limit
 from .progress import summary_table
-from .semantics.edits import parse_color, parse_offset
 from .semantics.encoders import ENCODERS
 from .semantics.features import LEVELS
 
 USAGE_ERROR = 2
 MAX_MEMORY_HELP = (
     f"refuse a .csg whose decoding needs more memory than this (e.g. 8G; default "
-    f"{DEFAULT_MAX_MEMORY >> 30}G)"
+    f"{api.DEFAULT_MAX_MEMORY >> 30}G)"
 )
 
 TEXT_FEATURES_HELP = (
@@ -258,9 +256,9 @@ def _edit_requests(edits: list[list]) -> list[api.EditRequest]:
         elif flag == "--extract":
             requests.append(api.Extract(text))
         elif flag == "--duplicate":
-            requests.append(api.Duplicate(text, parse_offset(value)))
+            requests.append(api.Duplicate(text, api.parse_offset(value)))
         else:
-            requests.append(api.Recolor(text, parse_color(value)))
+            requests.append(api.Recolor(text, api.parse_color(value)))
     if not requests:
         raise ValueError("no edit given (--remove, --extract, --duplicate or --recolor)")
     return requests
@@ -430,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(args.command, f"--iterations must be a positive count, got {iterations}")
     max_memory = getattr(args, "max_memory", None)
     try:
-        with memory_limit(max_memory or DEFAULT_MAX_MEMORY):
+        with api.memory_limit(max_memory or api.DEFAULT_MAX_MEMORY):
             _check_output(args)
             return _run(args, console)
     except (ValueError, OSError) as err:  # DataError, RunError, StreamError are ValueErrors
