@@ -24,9 +24,9 @@ from .eval.metrics import evaluate_images, load_lpips
 from .fileio import atomic_write, write_bytes_atomic
 from .ply import write_gaussians_ply
 from .render.sh import MAX_SH_DEGREE
-from .run import load_trained
+from .run import RunDir, load_trained
 from .scene.decoded import Scene
-from .scene.io import RUN_INFO_NAME, SCENE_NAME, RunError, read_run_info, save_torch, scene_state
+from .scene.io import SCENE_NAME, RunError, save_torch, scene_state
 from .scene.rendering import render_view
 from .scene.scaffold import NeuralGaussians, ScaffoldModel
 from .semantics.edits import EditRequest, resolve
@@ -84,13 +84,13 @@ def decode_to(stream_path: str | Path, out_dir: str | Path, base_only: bool = Fa
 
 
 def _scene_for(source: Path, data: str | Path | None, load_instances: bool = False) -> SceneData:
+    run = RunDir(source)
     if data is None:
-        if not (source.is_dir() and (source / RUN_INFO_NAME).is_file()):
+        if not run.is_run():
             raise RunError(f"{source}: give the dataset path (a scene file holds no cameras)")
-        info = read_run_info(source)
-        return load_scene(info["data"], downscale=info["downscale"], load_instances=load_instances)
-    run_info = source / RUN_INFO_NAME
-    downscale = read_run_info(source)["downscale"] if run_info.is_file() else 1
+        info = run.read_settings()
+        return load_scene(info.data, downscale=info.downscale, load_instances=load_instances)
+    downscale = run.read_settings().downscale if run.info.is_file() else 1
     return load_scene(data, downscale=downscale, load_instances=load_instances)
 
 

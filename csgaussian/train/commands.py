@@ -9,7 +9,7 @@ from typing import Any
 
 from ..codec.stream import MIN_SLOT_SHARE, EncodedScene, decode_scene, encode_scene
 from ..fileio import write_bytes_atomic
-from ..run import load_trained
+from ..run import RunSettings, load_trained
 from ..scene.io import STREAM_NAME, STREAM_REPORT_NAME, RunError
 from .stages import RunResult
 
@@ -48,21 +48,21 @@ def train(
         raise ValueError(f"--iterations must be a positive count, got {iterations}")
     run_dir = Path(run_dir)
     stage_list = parse_stages("1,2,3" if stages is None else stages)
-    settings = {
-        "downscale": downscale,
-        "preset": preset,
-        "iterations": iterations,
-        "lambda_rate": lambda_rate,
-        "hyperprior": hyperprior,
-        "features": None if features is None else str(Path(features).resolve()),
-        "encoder": encoder,
-        "level": level,
-        "seed": seed,
-        "stages": None if stages is None else list(stage_list),
-    }
+    settings = RunSettings(
+        downscale=downscale,
+        preset=preset,
+        iterations=iterations,
+        lambda_rate=lambda_rate,
+        hyperprior=hyperprior,
+        features=None if features is None else str(Path(features).resolve()),
+        encoder=encoder,
+        level=level,
+        seed=seed,
+        stages=None if stages is None else list(stage_list),
+    )
     info, new_settings = start_or_resume(data, run_dir, stage_list, resume, settings)
     if resume:
-        stage_list = tuple(info.get("stages", stage_list))
+        stage_list = tuple(info.stages or stage_list)
     return run_stages(run_dir, info, stage_list, resume, quiet, write_info=new_settings)
 
 
