@@ -9,16 +9,20 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import get_args
 
 from rich.console import Console
 from rich.table import Table
 
 from . import api
+from .entropy.anchors import HyperpriorKind
+from .export.fit import ExportConfig
 from .progress import summary_table
-from .semantics.encoders import ENCODERS
+from .semantics.encoders import DEFAULT_ENCODER, ENCODERS
 from .semantics.features import LEVELS
+from .train.config import DEFAULT_PRESET, PRESETS
 
 USAGE_ERROR = 2
 MAX_MEMORY_HELP = (
@@ -26,6 +30,7 @@ MAX_MEMORY_HELP = (
     f"{api.DEFAULT_MAX_MEMORY >> 30}G)"
 )
 
+ENCODER_HELP = f"text encoder ({DEFAULT_ENCODER})"
 TEXT_FEATURES_HELP = (
     "JSON {text: vector} cache embedding the queries (for a CLIP-space scene without CLIP "
     "weights); its vectors must have the dimension of the stream's language features"
@@ -33,6 +38,8 @@ TEXT_FEATURES_HELP = (
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The commands and flags; defaults and choices shown come from the config dataclasses."""
+    defaults, export_defaults = PRESETS[DEFAULT_PRESET], ExportConfig()
     parser = argparse.ArgumentParser(prog="csgaussian", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -41,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     prepare.add_argument("data", type=Path, help="dataset with instance maps and object names")
     _output(prepare, "features folder")
-    prepare.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
+    prepare.add_argument("--encoder", choices=ENCODERS, default=DEFAULT_ENCODER, help=ENCODER_HELP)
     prepare.add_argument(
         "--sam", type=Path, help="SAM model folder (transformers save_pretrained): SAM masks"
     )
@@ -60,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         "data", type=Path, nargs="?", help="dataset folder (Blender, COLMAP or LLFF layout)"
     )
     _output(train, "run directory")
-    train.add_argument("--preset", help="tiny, quick (default), paper or paper-table1")
+    train.add_argument("--preset", choices=PRESETS, help=f"training preset ({DEFAULT_PRESET})")
     train.add_argument(
         "--iterations", type=int, help="override the preset's stage-1 iteration count"
     )
@@ -71,8 +78,10 @@ def _parser() -> argparse.ArgumentParser:
         help="LangSplat language_features/ folder (default: prepared "
         "into the run from the dataset's instance maps)",
     )
-    train.add_argument("--encoder", choices=ENCODERS, help="text encoder (minilm)")
-    train.add_argument("--level", choices=LEVELS, help="mask level of the features (whole)")
+    train.add_argument("--encoder", choices=ENCODERS, help=ENCODER_HELP)
+    train.add_argument(
+        "--level", choices=LEVELS, help=f"mask level of the features ({defaults.semantic.level})"
+    )
     train.add_argument("--downscale", type=int, help="integer image downscale factor (1)")
     train.add_argument(
         "--resume",
@@ -84,10 +93,17 @@ def _parser() -> argparse.ArgumentParser:
         "--lambda",
         dest="lambda_rate",
         type=float,
-        help="rate weight (default: the preset's 0.004; 0 = plain Scaffold-GS, no compression)",
+        help=f"rate weight (default: the preset's, {DEFAULT_PRESET}: {defaults.rate.lambda_rate}; "
+        "0 = plain Scaffold-GS, no compression)",
     )
-    train.add_argument("--hyperprior", choices=("inr", "hashgrid"), help="entropy model (inr)")
-    train.add_argument("--seed", type=int, help="random seed of every stage (the preset's: 0)")
+    train.add_argument(
+        "--hyperprior",
+        choices=get_args(HyperpriorKind),
+        help=f"entropy model ({defaults.rate.hyperprior})",
+    )
+    train.add_argument(
+        "--seed", type=int, help=f"random seed of every stage (the preset's, {defaults.seed})"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress display")
 
     render = commands.add_parser("render", help="render the views of a split to PNG")
@@ -140,9 +156,15 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("source", type=Path, help="run directory or .csg stream")
     _output(export, "file to write: .ply or .splat")
     export.add_argument("--select", help="export only the object this text names")
-    export.add_argument("--sh-degree", type=int, help="SH degree of the colours (default 3)")
     export.add_argument(
-        "--fit-iterations", type=int, help="steps of the SH fit (default 2000; 0: no fit)"
+        "--sh-degree",
+        type=int,
+        help=f"SH degree of the colours (default {export_defaults.sh_degree})",
+    )
+    export.add_argument(
+        "--fit-iterations",
+        type=int,
+        help=f"steps of the SH fit (default {export_defaults.fit_iterations}; 0: no fit)",
     )
     export.add_argument("--quiet", action="store_true", help="no progress display")
     export.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
@@ -178,9 +200,11 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="generate the built-in scene, train, evaluate, export")
     _output(demo, "folder of the demo's files (csgaussian-demo)", default=Path("csgaussian-demo"))
-    demo.add_argument("--preset", default="quick", help="tiny, quick, paper or paper-table1")
+    demo.add_argument(
+        "--preset", choices=PRESETS, default=DEFAULT_PRESET, help=f"preset ({DEFAULT_PRESET})"
+    )
     demo.add_argument("--iterations", type=int, help="override the preset's iteration count")
-    demo.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
+    demo.add_argument("--encoder", choices=ENCODERS, default=DEFAULT_ENCODER, help=ENCODER_HELP)
     return parser
 
 
@@ -264,105 +288,142 @@ def _edit_requests(edits: list[list]) -> list[api.EditRequest]:
     return requests
 
 
-def _run(args: argparse.Namespace, console: Console) -> int:
-    if args.command == "prepare":
-        report = api.prepare(
-            args.data,
-            args.output,
-            encoder=args.encoder,
-            sam=args.sam,
-            clip=args.clip,
-            quiet=args.quiet,
-        )
-        console.print(summary_table(f"prepared {args.output}", report))
-    elif args.command == "text-features":
-        report = api.text_features(args.texts, args.clip, args.output)
-        console.print(summary_table(f"wrote {args.output}", report))
-    elif args.command == "train":
-        result = api.train(
-            args.data,
-            args.output,
-            preset=args.preset,
-            iterations=args.iterations,
-            resume=args.resume,
-            downscale=args.downscale,
-            lambda_rate=args.lambda_rate,
-            hyperprior=args.hyperprior,
-            quiet=args.quiet,
-            stages=args.stages,
-            features=args.features,
-            encoder=args.encoder,
-            level=args.level,
-            seed=args.seed,
-        )
-        if result.colour is not None:
-            rows = vars(result.colour) | {"scene_path": str(result.colour.scene_path)}
-            console.print(summary_table("stage 1 (colour)", rows))
-        if result.semantic is not None:
-            rows = vars(result.semantic) | {"stream_path": str(result.semantic.stream_path)}
-            console.print(summary_table("stages 2-3 (semantics)", rows))
-    elif args.command == "render":
-        paths = api.render(args.source, args.output, split=args.split, data=args.data)
-        console.print(f"wrote {len(paths)} images to {args.output}")
-    elif args.command == "eval":
-        report = api.evaluate(
-            args.source,
-            args.data,
-            lpips_weights=args.lpips_weights,
-            queries=args.queries,
-            text_features=args.text_features,
-        )
-        if args.json:
-            print(json.dumps(report))
-        else:
-            console.print(summary_table("evaluation (test views)", _flat(report)))
-    elif args.command == "query":
-        record = api.query_view(
-            args.stream, args.text, args.data, args.view, args.output, args.text_features
-        )
-        print(json.dumps(record))
-        if not record["matched"]:
-            console.print(f"'{args.text}' matches nothing well (best score {record['best_score']})")
-    elif args.command == "encode":
-        encoded = api.encode(args.source, args.output, args.min_slot_share)
-        console.print(encode_table(encoded))
-    elif args.command == "decode":
-        report = api.decode_to(args.stream, args.output, base_only=args.base_only)
-        console.print(summary_table(f"decoded {args.stream}", report))
-    elif args.command == "export":
-        report = api.export(
-            args.source,
-            args.output,
-            select=args.select,
-            sh_degree=args.sh_degree,
-            fit_iterations=args.fit_iterations,
-            quiet=args.quiet,
-        )
-        selected = report.pop("selected", None)
-        if selected is not None:
-            report["selected"] = f"{selected['text']} (entries {selected['entries']})"
-        console.print(summary_table(f"exported {args.output}", report))
-    elif args.command == "edit":
-        report = api.edit_file(args.stream, args.output, _edit_requests(args.edits))
+def _prepare(args: argparse.Namespace, console: Console) -> None:
+    report = api.prepare(
+        args.data,
+        args.output,
+        encoder=args.encoder,
+        sam=args.sam,
+        clip=args.clip,
+        quiet=args.quiet,
+    )
+    console.print(summary_table(f"prepared {args.output}", report))
+
+
+def _text_features(args: argparse.Namespace, console: Console) -> None:
+    report = api.text_features(args.texts, args.clip, args.output)
+    console.print(summary_table(f"wrote {args.output}", report))
+
+
+def _train(args: argparse.Namespace, console: Console) -> None:
+    result = api.train(
+        args.data,
+        args.output,
+        preset=args.preset,
+        iterations=args.iterations,
+        resume=args.resume,
+        downscale=args.downscale,
+        lambda_rate=args.lambda_rate,
+        hyperprior=args.hyperprior,
+        quiet=args.quiet,
+        stages=args.stages,
+        features=args.features,
+        encoder=args.encoder,
+        level=args.level,
+        seed=args.seed,
+    )
+    if result.colour is not None:
+        rows = vars(result.colour) | {"scene_path": str(result.colour.scene_path)}
+        console.print(summary_table("stage 1 (colour)", rows))
+    if result.semantic is not None:
+        rows = vars(result.semantic) | {"stream_path": str(result.semantic.stream_path)}
+        console.print(summary_table("stages 2-3 (semantics)", rows))
+
+
+def _render(args: argparse.Namespace, console: Console) -> None:
+    paths = api.render(args.source, args.output, split=args.split, data=args.data)
+    console.print(f"wrote {len(paths)} images to {args.output}")
+
+
+def _eval(args: argparse.Namespace, console: Console) -> None:
+    report = api.evaluate(
+        args.source,
+        args.data,
+        lpips_weights=args.lpips_weights,
+        queries=args.queries,
+        text_features=args.text_features,
+    )
+    if args.json:
         print(json.dumps(report))
-        console.print(
-            f"wrote {args.output}: {report['output_bytes']} bytes ({report['input_bytes']} in, "
-            f"edit layer {report['edit_layer_bytes']})"
-        )
-    elif args.command == "view":
-        running = api.viewer(args.stream, port=args.port, host=args.host)
-        console.print(f"viewer of {args.stream} on http://{args.host}:{args.port} (Ctrl-C stops)")
-        try:
-            while True:
-                time.sleep(1.0)
-        finally:
-            running.stop()
-    elif args.command == "demo":
-        report = api.demo(
-            args.output, preset=args.preset, iterations=args.iterations, encoder=args.encoder
-        )
-        console.print(summary_table("demo", report))
-    return 0
+    else:
+        console.print(summary_table("evaluation (test views)", _flat(report)))
+
+
+def _query(args: argparse.Namespace, console: Console) -> None:
+    record = api.query_view(
+        args.stream, args.text, args.data, args.view, args.output, args.text_features
+    )
+    print(json.dumps(record))
+    if not record["matched"]:
+        console.print(f"'{args.text}' matches nothing well (best score {record['best_score']})")
+
+
+def _encode(args: argparse.Namespace, console: Console) -> None:
+    encoded = api.encode(args.source, args.output, args.min_slot_share)
+    console.print(encode_table(encoded))
+
+
+def _decode(args: argparse.Namespace, console: Console) -> None:
+    report = api.decode_to(args.stream, args.output, base_only=args.base_only)
+    console.print(summary_table(f"decoded {args.stream}", report))
+
+
+def _export(args: argparse.Namespace, console: Console) -> None:
+    report = api.export(
+        args.source,
+        args.output,
+        select=args.select,
+        sh_degree=args.sh_degree,
+        fit_iterations=args.fit_iterations,
+        quiet=args.quiet,
+    )
+    selected = report.pop("selected", None)
+    if selected is not None:
+        report["selected"] = f"{selected['text']} (entries {selected['entries']})"
+    console.print(summary_table(f"exported {args.output}", report))
+
+
+def _edit(args: argparse.Namespace, console: Console) -> None:
+    report = api.edit_file(args.stream, args.output, _edit_requests(args.edits))
+    print(json.dumps(report))
+    console.print(
+        f"wrote {args.output}: {report['output_bytes']} bytes ({report['input_bytes']} in, "
+        f"edit layer {report['edit_layer_bytes']})"
+    )
+
+
+def _view(args: argparse.Namespace, console: Console) -> None:
+    running = api.viewer(args.stream, port=args.port, host=args.host)
+    console.print(f"viewer of {args.stream} on http://{args.host}:{args.port} (Ctrl-C stops)")
+    try:
+        while True:
+            time.sleep(1.0)
+    finally:
+        running.stop()
+
+
+def _demo(args: argparse.Namespace, console: Console) -> None:
+    report = api.demo(
+        args.output, preset=args.preset, iterations=args.iterations, encoder=args.encoder
+    )
+    console.print(summary_table("demo", report))
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Console], None]] = {
+    "prepare": _prepare,
+    "text-features": _text_features,
+    "train": _train,
+    "render": _render,
+    "eval": _eval,
+    "query": _query,
+    "encode": _encode,
+    "decode": _decode,
+    "export": _export,
+    "edit": _edit,
+    "view": _view,
+    "demo": _demo,
+}
+"""Command name -> its handler: calls the API with the parsed flags and prints the result."""
 
 
 def _flat(report: dict) -> dict:
@@ -430,7 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with api.memory_limit(max_memory or api.DEFAULT_MAX_MEMORY):
             _check_output(args)
-            return _run(args, console)
+            COMMANDS[args.command](args, console)
+            return 0
     except (ValueError, OSError) as err:  # DataError, RunError, StreamError are ValueErrors
         return _error(args.command, str(err))
     except KeyboardInterrupt:

@@ -12,7 +12,9 @@ from .codec.files import layer_bytes
 from .data.synthetic import ensure_demo_scene
 from .fileio import write_bytes_atomic
 from .receiver import evaluate, export, query_view, render
+from .semantics.encoders import DEFAULT_ENCODER
 from .train.commands import encode, train
+from .train.config import DEFAULT_PRESET
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -30,9 +32,9 @@ DEMO_EXPORT_FIT_ITERATIONS = 0
 
 def demo(
     out_dir: str | Path = "csgaussian-demo",
-    preset: str = "quick",
+    preset: str = DEFAULT_PRESET,
     iterations: int | None = None,
-    encoder: str = "minilm",
+    encoder: str = DEFAULT_ENCODER,
 ) -> dict[str, Any]:
     """The embedded default: generate the built-in scene, train all three stages, encode,
     decode, evaluate, export, render, and end with a text query on the decoded file."""

@@ -11,6 +11,7 @@ from ..codec.stream import MIN_SLOT_SHARE, EncodedScene, decode_scene, encode_sc
 from ..fileio import write_bytes_atomic
 from ..run import RunSettings, load_trained
 from ..scene.io import STREAM_NAME, STREAM_REPORT_NAME, RunError
+from ..semantics.encoders import DEFAULT_ENCODER
 from .stages import RunResult
 
 
@@ -69,7 +70,7 @@ def train(
 def prepare(
     data: str | Path,
     out_dir: str | Path,
-    encoder: str = "minilm",
+    encoder: str = DEFAULT_ENCODER,
     sam: str | Path | None = None,
     clip: str | Path | None = None,
     quiet: bool = True,

@@ -33,20 +33,20 @@ from ..scene.io import (
     model_from_state,
     read_run_info,
 )
-from ..semantics.encoders import EXTERNAL_SPACE
+from ..semantics.encoders import DEFAULT_ENCODER, EXTERNAL_SPACE
 from ..semantics.features import read_features, view_stem
 from ..semantics.prepare import prepare_features, read_text_space
 from ..types import SceneData
-from .config import TrainConfig
+from .config import DEFAULT_PRESET, TrainConfig
 from .config import preset as preset_config
 from .loop import Trainer, TrainResult, torch_threads
 from .semantic import SemanticResult, SemanticTrainer
 
 STAGES = (1, 2, 3)
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "preset": "quick",
+    "preset": DEFAULT_PRESET,
     "downscale": 1,
-    "encoder": "minilm",
+    "encoder": DEFAULT_ENCODER,
     "stages": list(STAGES),
 }
 """What a new run records for the settings its command left out (``None``)."""
@@ -211,7 +211,7 @@ def _features(run_dir: Path, info: RunSettings) -> tuple[Path, str | None]:
     else:
         features_dir = run_dir / FEATURES_DIR_NAME
         if read_text_space(features_dir) is None:
-            encoder = info.encoder or DEFAULT_SETTINGS["encoder"]
+            encoder = info.encoder or DEFAULT_ENCODER
             prepare_features(info.data, features_dir, encoder, info.downscale)
     return features_dir, read_text_space(features_dir)
 
