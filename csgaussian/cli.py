@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import get_args
+from typing import NamedTuple, get_args
 
 from rich.console import Console
 from rich.table import Table
@@ -39,10 +39,14 @@ TEXT_FEATURES_HELP = (
 
 def _parser() -> argparse.ArgumentParser:
     """The commands and flags; defaults and choices shown come from the config dataclasses."""
-    defaults, export_defaults = PRESETS[DEFAULT_PRESET], ExportConfig()
     parser = argparse.ArgumentParser(prog="csgaussian", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS.values():
+        command.add(commands)
+    return parser
 
+
+def _add_prepare(commands: argparse._SubParsersAction) -> None:
     prepare = commands.add_parser(
         "prepare", help="masks and language features (LangSplat layout): instance maps or SAM+CLIP"
     )
@@ -55,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--clip", type=Path, help="CLIP model folder: CLIP mask features")
     prepare.add_argument("--quiet", action="store_true", help="no progress display")
 
+
+def _add_text_features(commands: argparse._SubParsersAction) -> None:
     text_features = commands.add_parser(
         "text-features", help="a {text: vector} JSON cache of query texts, made by CLIP"
     )
@@ -62,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     text_features.add_argument("--clip", type=Path, required=True, help="CLIP model folder")
     _output(text_features, "JSON file")
 
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    defaults = PRESETS[DEFAULT_PRESET]
     train = commands.add_parser("train", help="train a scene from posed images (stages 1-3)")
     train.add_argument(
         "data", type=Path, nargs="?", help="dataset folder (Blender, COLMAP or LLFF layout)"
@@ -106,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="no progress display")
 
+
+def _add_render(commands: argparse._SubParsersAction) -> None:
     render = commands.add_parser("render", help="render the views of a split to PNG")
     render.add_argument("source", type=Path, help="run directory or .csg stream")
     _output(render, "output folder")
@@ -113,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--data", type=Path, help="dataset (default: the run's own)")
     render.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="PSNR / SSIM / LPIPS on the test views")
     evaluate.add_argument("source", type=Path, help="run directory or .csg stream")
     evaluate.add_argument("data", type=Path, nargs="?", help="dataset (default: the run's own)")
@@ -124,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--text-features", type=Path, help=TEXT_FEATURES_HELP)
     evaluate.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
+
+def _add_query(commands: argparse._SubParsersAction) -> None:
     query = commands.add_parser("query", help="select an object of a .csg stream by text")
     query.add_argument("stream", type=Path, help=".csg file with a semantic layer")
     query.add_argument("text", help="what to select, e.g. 'rubber duck'")
@@ -133,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--text-features", type=Path, help=TEXT_FEATURES_HELP)
     query.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
+
+def _add_encode(commands: argparse._SubParsersAction) -> None:
     encode = commands.add_parser("encode", help="compress a trained run into one .csg file")
     encode.add_argument("source", type=Path, help="run directory")
     _output(encode, ".csg file to write")
@@ -144,12 +161,17 @@ def _parser() -> argparse.ArgumentParser:
         f"(default {api.MIN_SLOT_SHARE}; 0 keeps every used slot)",
     )
 
+
+def _add_decode(commands: argparse._SubParsersAction) -> None:
     decode = commands.add_parser("decode", help="decode a .csg file (scene.pt + scene.ply)")
     decode.add_argument("stream", type=Path, help=".csg file")
     _output(decode, "output folder")
     decode.add_argument("--base-only", action="store_true", help="skip the semantic layer")
     decode.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    export_defaults = ExportConfig()
     export = commands.add_parser(
         "export", help="write a standard 3DGS PLY or .splat (SH colours fitted to the scene)"
     )
@@ -169,6 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--quiet", action="store_true", help="no progress display")
     export.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
+
+def _add_edit(commands: argparse._SubParsersAction) -> None:
     edit = commands.add_parser(
         "edit", help="remove / extract / duplicate / recolour objects named by text"
     )
@@ -193,11 +217,15 @@ def _parser() -> argparse.ArgumentParser:
         help="target colour of the preceding --recolor",
     )
 
+
+def _add_view(commands: argparse._SubParsersAction) -> None:
     view = commands.add_parser("view", help="serve an interactive viewer page for a .csg file")
     view.add_argument("stream", type=Path, help=".csg file")
     view.add_argument("--port", type=int, default=8080, help="port to serve on (8080)")
     view.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
 
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="generate the built-in scene, train, evaluate, export")
     _output(demo, "folder of the demo's files (csgaussian-demo)", default=Path("csgaussian-demo"))
     demo.add_argument(
@@ -205,7 +233,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--iterations", type=int, help="override the preset's iteration count")
     demo.add_argument("--encoder", choices=ENCODERS, default=DEFAULT_ENCODER, help=ENCODER_HELP)
-    return parser
 
 
 def _output(
@@ -409,21 +436,29 @@ def _demo(args: argparse.Namespace, console: Console) -> None:
     console.print(summary_table("demo", report))
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace, Console], None]] = {
-    "prepare": _prepare,
-    "text-features": _text_features,
-    "train": _train,
-    "render": _render,
-    "eval": _eval,
-    "query": _query,
-    "encode": _encode,
-    "decode": _decode,
-    "export": _export,
-    "edit": _edit,
-    "view": _view,
-    "demo": _demo,
+class Command(NamedTuple):
+    """A subcommand: ``add`` gives it its parser and flags, ``run`` calls the API with the
+    parsed flags and prints the result."""
+
+    add: Callable[[argparse._SubParsersAction], None]
+    run: Callable[[argparse.Namespace, Console], None]
+
+
+COMMANDS: dict[str, Command] = {
+    "prepare": Command(_add_prepare, _prepare),
+    "text-features": Command(_add_text_features, _text_features),
+    "train": Command(_add_train, _train),
+    "render": Command(_add_render, _render),
+    "eval": Command(_add_evaluate, _eval),
+    "query": Command(_add_query, _query),
+    "encode": Command(_add_encode, _encode),
+    "decode": Command(_add_decode, _decode),
+    "export": Command(_add_export, _export),
+    "edit": Command(_add_edit, _edit),
+    "view": Command(_add_view, _view),
+    "demo": Command(_add_demo, _demo),
 }
-"""Command name -> its handler: calls the API with the parsed flags and prints the result."""
+"""Every command, in the order ``--help`` lists them."""
 
 
 def _flat(report: dict) -> dict:
@@ -491,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with api.memory_limit(max_memory or api.DEFAULT_MAX_MEMORY):
             _check_output(args)
-            COMMANDS[args.command](args, console)
+            COMMANDS[args.command].run(args, console)
             return 0
     except (ValueError, OSError) as err:  # DataError, RunError, StreamError are ValueErrors
         return _error(args.command, str(err))
