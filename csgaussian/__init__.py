@@ -90,6 +90,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in api.LAZY:
-        return getattr(api, name)
+    if name in api.LAZY:  # bound here once imported: ``train`` is also a subpackage's name
+        value = globals()[name] = getattr(api, name)
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

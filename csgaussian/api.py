@@ -105,5 +105,6 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in LAZY:
-        return getattr(import_module(LAZY[name]), name)
+        value = globals()[name] = getattr(import_module(LAZY[name]), name)
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
