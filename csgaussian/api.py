@@ -2,9 +2,9 @@
 
 A facade: it re-exports the training side (:mod:`csgaussian.train.commands`), the receiver side
 (:mod:`csgaussian.receiver`, :mod:`csgaussian.codec.files`) and the demo
-(:mod:`csgaussian.demo`). Its public names are ``__all__``; the CLI uses nothing else. A
-receiver's functions import no training code; ``train``, ``encode`` and ``demo`` load it when
-called.
+(:mod:`csgaussian.demo`). Its public names are ``__all__``; the CLI uses nothing else of the
+package but config dataclasses and registries for its defaults and choices. A receiver's
+functions import no training code; the training side's names (``LAZY``) load it on first use.
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    """A training-side name of ``LAZY``, imported now and kept."""
     if name in LAZY:
         value = globals()[name] = getattr(import_module(LAZY[name]), name)
         return value
