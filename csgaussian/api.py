@@ -1,10 +1,11 @@
 """The Python API under the CLI: prepare, train, encode, decode, render, query, evaluate, export.
 
-A facade: it re-exports the training side (:mod:`csgaussian.train.commands`), the receiver side
-(:mod:`csgaussian.receiver`, :mod:`csgaussian.codec.files`) and the demo
-(:mod:`csgaussian.demo`). Its public names are ``__all__``; the CLI uses nothing else of the
-package but config dataclasses and registries for its defaults and choices. A receiver's
-functions import no training code; the training side's names (``LAZY``) load it on first use.
+A facade: it re-exports the training side (:mod:`csgaussian.train.commands`), the receiver
+side (:mod:`csgaussian.receiver`, :mod:`csgaussian.codec.files`) and the demo
+(:mod:`csgaussian.demo_pipeline`). Its public names are ``__all__``; the CLI uses nothing else
+of the package but config dataclasses and registries for its defaults and choices. A
+receiver's functions import no training code; the training side's names (``LAZY``) load it on
+first use.
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ from .semantics.edits import (
 )
 
 if TYPE_CHECKING:
-    from .demo import demo
+    from .demo_pipeline import demo
     from .train.commands import encode, prepare, text_features, train
 
 LAZY = {
-    "demo": "csgaussian.demo",
+    "demo": "csgaussian.demo_pipeline",
     "encode": "csgaussian.train.commands",
     "prepare": "csgaussian.train.commands",
     "text_features": "csgaussian.train.commands",
