@@ -15,7 +15,7 @@ def test_package_exports_exactly_the_api() -> None:
     assert csgaussian.__all__ == api.__all__
     package = Path(csgaussian.__file__).parent
     shadowed = {name for name in api.__all__ if (package / name / "__init__.py").is_file()}
-    assert shadowed == {"train", "export"}  # functions named as subpackages (issue 17 item 4)
+    assert shadowed == {"export", "render", "train", "viewer"}  # named as subpackages (item 4)
     for name in set(api.__all__) - shadowed:  # an imported subpackage replaces the attribute
         assert getattr(csgaussian, name) is getattr(api, name), name
     assert set(api.LAZY) <= set(api.__all__)
