@@ -223,6 +223,12 @@ def _add_view(commands: argparse._SubParsersAction) -> None:
     view.add_argument("stream", type=Path, help=".csg file")
     view.add_argument("--port", type=int, default=8080, help="port to serve on (8080)")
     view.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    view.add_argument(
+        "--save",
+        type=Path,
+        help="the one file the page's Save writes (must not exist; default NAME.edited.csg "
+        "beside the stream)",
+    )
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
@@ -382,7 +388,10 @@ def _query(args: argparse.Namespace, console: Console) -> None:
     )
     print(json.dumps(record))
     if not record["matched"]:
-        console.print(f"'{args.text}' matches nothing well (best score {record['best_score']})")
+        console.print(
+            f"'{args.text}' matches nothing well (best score {record['best_score']}, "
+            f"margin {record['margin']}, relevancy {record['relevancy']})"
+        )
 
 
 def _encode(args: argparse.Namespace, console: Console) -> None:
@@ -420,8 +429,14 @@ def _edit(args: argparse.Namespace, console: Console) -> None:
 
 
 def _view(args: argparse.Namespace, console: Console) -> None:
-    running = api.viewer(args.stream, port=args.port, host=args.host)
-    console.print(f"viewer of {args.stream} on http://{args.host}:{args.port} (Ctrl-C stops)")
+    running = api.viewer(args.stream, port=args.port, host=args.host, save=args.save)
+    if running.exposed:
+        console.print(
+            f"warning: --host {args.host} is reachable from the network: anyone with the URL "
+            f"sees the scene and can write {running.target.path}"
+        )
+    console.print(f"viewer of {args.stream}: open {running.url} (Ctrl-C stops)", soft_wrap=True)
+    console.print(f"Save writes {running.target.path}")
     try:
         while True:
             time.sleep(1.0)

@@ -227,16 +227,33 @@ def edit_file(
 VIEWER_INSTALL = "pip install 'csgaussian[viewer]'"
 
 
-def viewer(stream_path: str | Path, port: int = 8080, host: str = "127.0.0.1"):
+def viewer(
+    stream_path: str | Path,
+    port: int = 8080,
+    host: str = "127.0.0.1",
+    save: str | Path | None = None,
+    config: Any = None,
+):
     """Start the interactive viewer over a ``.csg`` file; returns the running
-    :class:`csgaussian.viewer.app.Viewer` (``stop()`` ends it). Needs the ``viewer`` extra."""
+    :class:`csgaussian.viewer.app.Viewer` (``stop()`` ends it; ``.url`` is its page with the
+    token). Edits are saved to ``save`` only (default ``NAME.edited.csg`` beside the stream),
+    which must not exist. ``config`` is a :class:`csgaussian.viewer.session.ViewerConfig`.
+    Needs the ``viewer`` extra."""
     stream_path = Path(stream_path)
     try:
         from .viewer.app import Viewer
+        from .viewer.session import ViewerConfig
     except ImportError as err:
         missing = f"the viewer needs viser ({err.name} is missing)"
         raise RunError(f"{missing}: {VIEWER_INSTALL}") from None
-    return Viewer(stream_path, lambda base_only: decode(stream_path, base_only), host, port)
+    return Viewer(
+        stream_path,
+        lambda base_only: decode(stream_path, base_only),
+        host,
+        port,
+        config or ViewerConfig(),
+        None if save is None else Path(save),
+    )
 
 
 def evaluate(

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from csgaussian.data.common import fail, read_json
-from csgaussian.semantics.encoders import RELEVANCY_NEGATIVES
+from csgaussian.semantics.encoders import RELEVANCY_NEGATIVES, RELEVANCY_TEMPERATURE
 from csgaussian.semantics.query import SILHOUETTE_ALPHA, VISIBLE_SHARE
 from csgaussian.types import View
 
@@ -35,7 +35,6 @@ ACC_IOU = 0.25
 # §10): relevancy against canonical negatives at softmax temperature 10, averaged half-and-half
 # with its 30x30 box-filtered copy, min-max normalised, stretched to [-1, 1] and clipped to [0, 1],
 # thresholded at 0.4 (eval.sh --mask_thresh), then a 7x7 majority filter (its ``smooth``).
-RELEVANCY_TEMPERATURE = 10.0
 RELEVANCY_BOX = 30
 RELEVANCY_THRESHOLD = 0.4
 MAJORITY_RADIUS = 3

@@ -107,7 +107,7 @@ def resolve(
         if not selection.matched or not selection.n_gaussians:
             raise QueryError(
                 f"edit '{_KINDS[type(request)]} {request.text}': the text matches no object "
-                f"(best score {selection.best_score:.2f}, needs {config.min_score})"
+                f"({selection.scores_note()})"
             )
         edits.append(from_slots(request, selection.slots))
     return edits

@@ -34,6 +34,8 @@ EXTERNAL_SPACE = "external"  # text space of brought features without encoder.js
 # LangSplat's canonical negatives of its relevancy score (d70edb8 eval/evaluate_iou_loc.py): the
 # "langsplat_relevancy" protocol scores against them, so text-feature caches carry them too.
 RELEVANCY_NEGATIVES = ("object", "things", "stuff", "texture")
+RELEVANCY_TEMPERATURE = 10.0
+"""LangSplat's softmax temperature of the relevancy against those negatives (same file)."""
 
 
 class EncoderError(ValueError):

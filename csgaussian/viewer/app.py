@@ -1,19 +1,32 @@
-"""The viser page: the client's camera drives server-side renders shown as its background image.
+"""The viser page: the decoded scene drawn in the browser as splats, refined by the server.
 
-The base layer is decoded and shown first; the full stream (semantic layer) is decoded in the
-background, then the query and edit controls are enabled. For a base-only file they stay off and
-the panel says why. Each client gets the latest frame for its latest camera (a render in flight
-is not queued behind stale cameras).
+The base layer is decoded before the server starts (a bad file is refused then) and the URL is
+printed at once; the page first shows server-rendered frames, then the splats
+(:mod:`csgaussian.viewer.splats`) once they are made, which the browser draws while the camera
+moves. When the camera rests (``ViewerConfig.refine_delay``) the server's exact render
+(Scaffold-GS's view-dependent colours) replaces them, so the picture at rest is the decoded
+model; "Refine at rest" and "Splats in the browser" switch either off. The semantic layer is
+decoded in the background, then the query and edit controls are enabled.
+
+Every client is untrusted (:mod:`csgaussian.viewer.gate` admits only the page's own origin with
+the printed token). Each client has its own panel, session (selection, edits, undo, status) and
+splats; its GUI actions run one at a time on its own worker thread (a flood is refused beyond
+``max_pending_actions``), off the thread that renders its frames, and every action re-checks on
+the server that it is allowed (:class:`csgaussian.viewer.session.ViewerSession`). Saves go to the
+one target fixed at start.
 """
 
 from __future__ import annotations
 
+import collections
+import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 import viser
 import viser.transforms as vtf
 
@@ -21,14 +34,15 @@ from ..scene.decoded import Scene
 from ..semantics.edits import Duplicate, Extract, Recolor, Remove
 from ..semantics.query import QueryError, Selection
 from ..types import Camera
-from .session import ViewerConfig, ViewerSession, pinhole
+from .gate import Gate, gated_server
+from .opening import opening_view
+from .session import SaveTarget, ViewerConfig, ViewerSession, check_query_text, pinhole
+from .splats import Splats, edited, highlighted, splats_of
 
 VISER_VERSION = "1.1.1"
 """The viser release this module is written against (pinned in the ``viewer`` extra)."""
 
-
-INITIAL_VIEW_DIRECTION = (1.0, -1.0, 0.8)
-"""From the scene centre towards the first camera (z up, as viser's default scene)."""
+LOG = logging.getLogger("csgaussian.viewer")
 
 
 class Viewer:
@@ -41,112 +55,274 @@ class Viewer:
         host: str = "127.0.0.1",
         port: int = 8080,
         config: ViewerConfig = ViewerConfig(),  # noqa: B008
+        save: Path | None = None,
     ) -> None:
-        self.session = ViewerSession(decode(True), source, config)
+        self.source = Path(source)
+        self.config = config
+        self.target = SaveTarget(self.source, save)
+        self.scene = decode(True)
+        self.slot_leaves: torch.Tensor | None = None
+        self.splats: Splats | None = None
+        self.gate = Gate(host, config.max_message_bytes)
+        self.server = gated_server(self.gate, host, port)
+        self.host = host
+        self.clients: dict[int, ClientView] = {}
+        self._lock = threading.Lock()
+        self.ready = threading.Event()
+        """Set once the semantic layer is decoded (or known to be absent)."""
+        self.splats_ready = threading.Event()
+        view = opening_view(self.scene)
+        self.server.initial_camera.position = view.position
+        self.server.initial_camera.look_at = view.look_at
+        self.server.initial_camera.up = view.up
+        self.server.on_client_connect(self._connect)
+        self.server.on_client_disconnect(self._disconnect)
+        self._workers = [threading.Thread(target=self._decode_semantics, args=(decode,))]
+        if config.client_splats:
+            self._workers.append(threading.Thread(target=self._make_splats))
+        for worker in self._workers:
+            worker.start()
+
+    @property
+    def url(self) -> str:
+        """The page's address with its token, at the port actually bound."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.server.get_port()}{self.gate.path}"
+
+    @property
+    def exposed(self) -> bool:
+        """Whether the bound address is reachable from other machines."""
+        return not self.gate.loopback
+
+    @property
+    def frames_sent(self) -> int:
+        return sum(client.frames_sent for client in list(self.clients.values()))
+
+    def only_client(self) -> ClientView | None:
+        """The one connected client (tests and the benchmark drive a single page)."""
+        clients = list(self.clients.values())
+        return clients[0] if len(clients) == 1 else None
+
+    def _decode_semantics(self, decode: Callable[[bool], Scene]) -> None:
+        scene, note = self.scene, ""
+        if scene.semantics is None:  # base-only decode: try the whole stream
+            try:
+                scene = decode(False)
+            except ValueError as err:
+                note = f"Semantic layer not decoded: {err}"
+        leaves = None
+        if scene.semantics is not None:
+            leaves = scene.semantics.slot_leaves(scene.model)
+        with self._lock:
+            self.scene, self.slot_leaves = scene, leaves
+            clients = list(self.clients.values())
+        for client in clients:
+            client.upgrade(scene, leaves, note)
+        self.ready.set()
+
+    def _make_splats(self) -> None:
+        try:
+            splats = splats_of(
+                self.scene.model, self.config.splat_views, self.config.splat_bulk_share
+            )
+        except Exception as err:  # noqa: BLE001 - server frames stay; say why splats are off
+            LOG.warning("viewer: no splats (%s: %s)", type(err).__name__, err)
+            return
+        with self._lock:
+            self.splats = splats
+            clients = list(self.clients.values())
+        self.splats_ready.set()
+        for client in clients:
+            client.picture_changed()
+
+    def _connect(self, client: viser.ClientHandle) -> None:
+        with self._lock:
+            if len(self.clients) >= self.config.max_clients:
+                client.gui.add_markdown(
+                    f"The viewer serves {self.config.max_clients} pages at most: close one."
+                )
+                return
+            view = ClientView(self, client, self.scene, self.slot_leaves)
+            self.clients[client.client_id] = view
+        view.start()
+
+    def _disconnect(self, client: viser.ClientHandle) -> None:
+        with self._lock:
+            view = self.clients.pop(client.client_id, None)
+        if view is not None:
+            view.close()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        views = list(self.clients.values())
+        for view in views:
+            view.close()
+        self.server.stop()
+        for view in views:
+            view.join()
+        for worker in self._workers:  # torch must not be mid-call when the interpreter exits
+            worker.join()
+
+
+class ClientView:
+    """One browser client: its panel, session, splats, action worker and render thread."""
+
+    def __init__(
+        self, viewer: Viewer, client: viser.ClientHandle, scene: Scene, leaves: torch.Tensor | None
+    ) -> None:
+        self.viewer = viewer
+        self.client = client
+        self.config = viewer.config
+        self.session = ViewerSession(scene, viewer.source, viewer.config, viewer.target)
+        if leaves is not None:
+            self.session.upgrade(scene, leaves)
         self.frames_sent = 0
         self.last_camera: Camera | None = None
         self.last_selection: Selection | None = None
         self.last_frame: np.ndarray | None = None
-        self.last_error = ""
-        """The camera and highlighted selection of the last frame sent."""
+        """The camera, highlighted selection and picture of the last server frame sent."""
         self.last_frame_seconds = float("nan")
-        self.server = viser.ViserServer(host=host, port=port, verbose=False)
-        self._wake: dict[int, threading.Event] = {}
-        self._stopped = threading.Event()
-        self._actions = threading.Lock()
-        self._place_initial_camera()
+        self.splats_sent = 0
+        self.last_splat_selection: Selection | None = None
+        self.last_splat_edits = -1
+        """The highlighted selection and edit count of the splats last sent."""
+        self.refined = False
+        """Whether the server's frame (not the splats) is what the page shows."""
+        self._splat_node: viser.GaussianSplatHandle | None = None
+        self._moved_at = 0.0
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._pending: collections.deque[tuple[str, Callable[[], str]]] = collections.deque()
+        self._pending_lock = threading.Lock()
+        self._work = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._render_loop, daemon=True),
+            threading.Thread(target=self._action_loop, daemon=True),
+        ]
         self._build_gui()
-        self.server.on_client_connect(self._connect)
-        self.server.on_client_disconnect(self._disconnect)
-        self.ready = threading.Event()
-        threading.Thread(target=self._decode_semantics, args=(decode,), daemon=True).start()
-
-    def _place_initial_camera(self) -> None:
-        """Look at the anchors' median from outside their bulk (a stream holds no cameras)."""
-        anchors = self.session.scene.model.anchors
-        centre = anchors.median(dim=0).values
-        spread = (anchors.quantile(0.9, dim=0) - anchors.quantile(0.1, dim=0)).norm()
-        direction = np.array(INITIAL_VIEW_DIRECTION) / np.linalg.norm(INITIAL_VIEW_DIRECTION)
-        self.server.initial_camera.look_at = centre.numpy().astype(np.float64)
-        self.server.initial_camera.position = centre.numpy() + direction * float(spread)
 
     def _build_gui(self) -> None:
-        gui = self.server.gui
-        self.status = gui.add_markdown("Decoding the semantic layer…")
-        self.query_text = gui.add_text("Query", "", disabled=True, hint="object to highlight")
-        self.query_button = gui.add_button("Highlight", disabled=True)
-        self.remove_button = gui.add_button("Remove", disabled=True)
-        self.extract_button = gui.add_button("Extract (keep only)", disabled=True)
-        self.color = gui.add_rgb("Colour", (32, 64, 255), disabled=True)
-        self.recolor_button = gui.add_button("Recolour", disabled=True)
-        self.offset = gui.add_vector3("Offset", (0.3, 0.0, 0.0), step=0.05, disabled=True)
-        self.duplicate_button = gui.add_button("Duplicate", disabled=True)
-        self.undo_button = gui.add_button("Undo", disabled=True)
-        self.save_path = gui.add_text("Save as", str(self._default_output()), disabled=True)
-        self.save_button = gui.add_button("Save .csg", disabled=True)
-        self.query_text.on_update(lambda _: self._run(self._query))
-        self.query_button.on_click(lambda _: self._run(self._query))
-        self.remove_button.on_click(lambda _: self._run(lambda: self._edit(Remove)))
-        self.extract_button.on_click(lambda _: self._run(lambda: self._edit(Extract)))
-        self.recolor_button.on_click(lambda _: self._run(lambda: self._edit(Recolor)))
-        self.duplicate_button.on_click(lambda _: self._run(lambda: self._edit(Duplicate)))
-        self.undo_button.on_click(lambda _: self._run(self._undo))
-        self.save_button.on_click(lambda _: self._run(self._save))
-
-    def _default_output(self) -> Path:
-        source = self.session.source
-        return source.with_name(f"{source.stem}-edited{source.suffix}")
+        gui = self.client.gui
+        reason = self.session.why_no_query()
+        decoding = bool(reason) and not self.viewer.ready.is_set()
+        self.status = gui.add_markdown(
+            "Decoding the semantic layer…" if decoding else _ready_text(reason)
+        )
+        off = bool(reason)
+        self.query_text = gui.add_text("Query", "", disabled=off, hint="object to highlight")
+        self.query_button = gui.add_button("Highlight", disabled=off)
+        self.remove_button = gui.add_button("Remove", disabled=off)
+        self.extract_button = gui.add_button("Extract (keep only)", disabled=off)
+        self.color = gui.add_rgb("Colour", (32, 64, 255), disabled=off)
+        self.recolor_button = gui.add_button("Recolour", disabled=off)
+        self.offset = gui.add_vector3("Offset", (0.3, 0.0, 0.0), step=0.05, disabled=off)
+        self.duplicate_button = gui.add_button("Duplicate", disabled=off)
+        self.undo_button = gui.add_button("Undo", disabled=off)
+        gui.add_markdown(f"Saves to `{self.viewer.target.path}`")
+        self.save_button = gui.add_button("Save .csg", disabled=off)
+        self.use_splats = gui.add_checkbox("Splats in the browser", self.config.client_splats)
+        self.refine = gui.add_checkbox("Refine at rest", True)
+        self.query_text.on_update(lambda _: self.submit("query", self._query))
+        self.query_button.on_click(lambda _: self.submit("query", self._query))
+        self.remove_button.on_click(lambda _: self.submit("edit", lambda: self._edit(Remove)))
+        self.extract_button.on_click(lambda _: self.submit("edit", lambda: self._edit(Extract)))
+        self.recolor_button.on_click(lambda _: self.submit("edit", lambda: self._edit(Recolor)))
+        self.duplicate_button.on_click(lambda _: self.submit("edit", lambda: self._edit(Duplicate)))
+        self.undo_button.on_click(lambda _: self.submit("undo", self._undo))
+        self.save_button.on_click(lambda _: self.submit("save", self._save))
+        self.use_splats.on_update(lambda _: self.picture_changed())
+        self.refine.on_update(lambda _: self.picture_changed())
 
     def _controls(self) -> list:
         return [
             self.query_text, self.query_button, self.remove_button, self.extract_button,
             self.color, self.recolor_button, self.offset, self.duplicate_button,
-            self.undo_button, self.save_path, self.save_button,
+            self.undo_button, self.save_button,
         ]  # fmt: skip
 
-    def _decode_semantics(self, decode: Callable[[bool], Scene]) -> None:
-        if self.session.why_no_query():  # base-only decode: try the whole stream
-            try:
-                self.session.upgrade(decode(False))
-            except ValueError as err:
-                self.status.content = f"Semantic layer not decoded: {err}"
-                self.ready.set()
-                return
+    def start(self) -> None:
+        self.client.camera.on_update(lambda _: self._camera_moved())
+        for thread in self._threads:
+            thread.start()
+        self.picture_changed()
+
+    def close(self) -> None:
+        """Stop the client's threads (they end after their current frame or action)."""
+        self._closed.set()
+        self._wake.set()
+        self._work.set()
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join()
+
+    def upgrade(self, scene: Scene, leaves: torch.Tensor | None, note: str) -> None:
+        """The semantic layer is decoded (or not): enable the controls that apply."""
+        self.session.upgrade(scene, leaves)
         reason = self.session.why_no_query()
         for control in self._controls():
             control.disabled = bool(reason)
-        self.status.content = (
-            f"Queries off: {reason}" if reason else "Semantic layer decoded: type a query."
-        )
-        self.ready.set()
-        self.refresh()
+        self.status.content = note or _ready_text(reason)
+        self.picture_changed()
+
+    # Actions: one worker thread per client, off the render path.
+
+    def submit(self, kind: str, action: Callable[[], str]) -> None:
+        """Queue a GUI action (a newer query replaces a waiting one; a flood is refused)."""
+        with self._pending_lock:
+            if kind == "query":
+                self._pending = collections.deque(p for p in self._pending if p[0] != "query")
+            if len(self._pending) >= self.config.max_pending_actions:
+                self.status.content = "busy: action refused (too many waiting)"
+                return
+            self._pending.append((kind, action))
+        self._work.set()
+
+    def _action_loop(self) -> None:
+        while not self._closed.is_set():
+            if not self._work.wait(timeout=0.5):
+                continue
+            with self._pending_lock:
+                if not self._pending:
+                    self._work.clear()
+                    continue
+                _, action = self._pending.popleft()
+            self._run(action)
 
     def _run(self, action: Callable[[], str]) -> None:
-        """Run a GUI action, show its outcome, and render new frames if the picture changed."""
-        with self._actions:  # one at a time: the last keystroke's query reads the final text
-            before = (_highlighted(self.session.selection), len(self.session.edits))
-            try:
-                self.status.content = action()
-            except (QueryError, ValueError, OSError) as err:
-                self.status.content = f"{err}"
-            changed = (_highlighted(self.session.selection), len(self.session.edits)) != before
-        if changed:
-            self.refresh()  # typing a query re-renders only when the highlight changes
+        """Run a GUI action, show its outcome, and update the picture if it changed."""
+        session = self.session
+        before = (_highlighted(session.selection), len(session.edits))
+        try:
+            self.status.content = action()
+        except (QueryError, ValueError, OSError) as err:
+            self.status.content = f"{err}"
+        except Exception as err:  # noqa: BLE001 - never a traceback to a client
+            LOG.warning("viewer: action failed (%s: %s)", type(err).__name__, err)
+            self.status.content = f"failed ({type(err).__name__})"
+        if (_highlighted(session.selection), len(session.edits)) != before:
+            self.picture_changed()
+
+    def _query_text(self) -> str:
+        return check_query_text(self.query_text.value)
 
     def _query(self) -> str:
-        selection = self.session.query(self.query_text.value)
+        text = self._query_text()
+        self.status.content = f"querying '{text}'…"
+        selection = self.session.query(text)
         if not selection.matched:
             return f"'{selection.text}' matches nothing (best score {selection.best_score:.2f})"
         return f"'{selection.text}': {selection.n_gaussians} Gaussians highlighted"
 
     def _edit(self, kind: type) -> str:
-        text = self.query_text.value
+        text = self._query_text()
         if kind is Recolor:
             request = Recolor(text, tuple(c / 255 for c in self.color.value))
         elif kind is Duplicate:
-            request = Duplicate(text, tuple(float(v) for v in self.offset.value))
+            request = Duplicate(text, tuple(self.offset.value))
         else:
             request = kind(text)
+        self.status.content = f"{kind.__name__.lower()} '{text}'…"
         edit = self.session.apply(request)
         return f"{edit.kind} '{text}' ({len(self.session.edits)} edits)"
 
@@ -155,59 +331,109 @@ class Viewer:
         return "nothing to undo" if edit is None else f"undid {edit.kind} '{edit.text}'"
 
     def _save(self) -> str:
-        report = self.session.save(self.save_path.value)
-        return f"saved {self.save_path.value} ({report['output_bytes']} bytes)"
+        report = self.session.save()
+        return f"saved {self.viewer.target.path} ({report['output_bytes']} bytes)"
 
-    def refresh(self) -> None:
-        """Render a new frame for every client."""
-        for event in list(self._wake.values()):
-            event.set()
+    # The picture: splats in the browser, the server's frame at rest.
 
-    def _connect(self, client: viser.ClientHandle) -> None:
-        wake = threading.Event()
-        client.camera.on_update(lambda _: self._camera_moved(client.client_id, wake))
-        threading.Thread(target=self._render_loop, args=(client, wake), daemon=True).start()
+    def splats_on(self) -> bool:
+        return self.viewer.splats is not None and bool(self.use_splats.value)
 
-    def _camera_moved(self, client_id: int, wake: threading.Event) -> None:
-        self._wake[client_id] = wake  # listed from its first camera on: refresh() can render it
-        wake.set()
+    def picture_changed(self) -> None:
+        """The highlight, the edits or a switch changed: resend the splats, then refine."""
+        self._wake.set()
 
-    def _disconnect(self, client: viser.ClientHandle) -> None:
-        wake = self._wake.pop(client.client_id, None)
-        if wake is not None:
-            wake.set()
+    def _camera_moved(self) -> None:
+        self._moved_at = time.monotonic()
+        if self.refined and self.splats_on():
+            self._show_splats(True)
+        self._wake.set()
 
-    def _render_loop(self, client: viser.ClientHandle, wake: threading.Event) -> None:
-        while not self._stopped.is_set():
-            if not wake.wait(timeout=0.5):
+    def _show_splats(self, visible: bool) -> None:
+        """Show the splats (and drop the server's frame) or hide them under it."""
+        if self._splat_node is None:
+            return
+        if visible:
+            self.client.scene.set_background_image(None)
+        self._splat_node.visible = visible
+        self.refined = not visible
+
+    def _send_splats(self) -> None:
+        """The session's splats (edited, highlighted) to the client when they changed."""
+        session = self.session
+        selection, edits = session.selection, list(session.edits)
+        if self._splat_node is not None and (
+            _highlighted(selection) == _highlighted(self.last_splat_selection)
+            and len(edits) == self.last_splat_edits
+        ):
+            return
+        splats = edited(self.viewer.splats, edits)
+        slots = None if selection is None else selection.slots
+        rgbs = highlighted(splats, slots, self.config.highlight_color)
+        self._splat_node = self.client.scene.add_gaussian_splats(
+            "/splats", **splats.arrays(rgbs), visible=not self.refined
+        )
+        self.last_splat_selection, self.last_splat_edits = selection, len(edits)
+        self.splats_sent += 1
+
+    def _render_loop(self) -> None:
+        while not self._closed.is_set():
+            if not self._wake.wait(timeout=0.5):
                 continue
-            wake.clear()
-            if client.client_id not in self._wake:  # disconnected
-                return
+            self._wake.clear()
             try:
-                self._send_frame(client)
-            except Exception as err:  # a frame that fails must not end the client's frames
-                self.last_error = f"frame not rendered ({type(err).__name__}: {err})"
-                self.status.content = self.last_error
+                self._update_picture()
+            except ValueError as err:  # a bad camera: say so, keep serving
+                self.status.content = f"{err}"
+            except Exception as err:  # noqa: BLE001 - a frame that fails must not end the client
+                LOG.warning("viewer: frame failed (%s: %s)", type(err).__name__, err)
+                self.status.content = f"frame not rendered ({type(err).__name__}: {err})"
 
-    def _send_frame(self, client: viser.ClientHandle) -> None:
-        """Render the client's current camera and send the frame as its background image."""
-        camera = client.camera
+    def _update_picture(self) -> None:
+        if not self.splats_on():
+            if self._splat_node is not None:
+                self._splat_node.visible = False
+            self._send_frame()
+            return
+        self._send_splats()
+        if not self.refine.value:
+            self._show_splats(True)
+            return
+        rest = self.config.refine_delay - (time.monotonic() - self._moved_at)
+        if rest > 0:  # the camera moves: the splats follow it; refine once it rests
+            if not self._wake.wait(rest):
+                self._wake.set()  # rested: come back and refine
+            return
+        self._send_frame()
+        self._show_splats(False)
+
+    def _camera(self) -> Camera:
+        """The client's camera as ours; ValueError for a camera no frame can be made of."""
+        camera = self.client.camera
+        width, height = int(camera.image_width), int(camera.image_height)
+        if width <= 0 or height <= 0:
+            raise ValueError(f"bad camera: a {width} x {height} canvas")
         c2w = np.eye(4)
-        c2w[:3, :3] = vtf.SO3(camera.wxyz).as_matrix()
+        wxyz = np.asarray(camera.wxyz, dtype=np.float64)
+        if not np.isfinite(wxyz).all() or not 0.5 < np.linalg.norm(wxyz) < 2.0:
+            raise ValueError("bad camera: its rotation is not a unit quaternion")
+        c2w[:3, :3] = vtf.SO3(wxyz / np.linalg.norm(wxyz)).as_matrix()
         c2w[:3, 3] = camera.position
-        view = pinhole(c2w, camera.fov, camera.aspect, self.session.config.max_side)
+        return pinhole(c2w, float(camera.fov), width / height, self.config.max_side)
+
+    def _send_frame(self) -> None:
+        """Render the client's current camera and send the frame as its background image."""
+        view = self._camera()
         started = time.perf_counter()
         frame, selection = self.session.frame(view)
         self.last_frame_seconds = time.perf_counter() - started
-        client.scene.set_background_image(frame, format="jpeg", jpeg_quality=90)
+        self.client.scene.set_background_image(frame, format="jpeg", jpeg_quality=90)
         self.last_camera, self.last_selection, self.last_frame = view, selection, frame
         self.frames_sent += 1
 
-    def stop(self) -> None:
-        """Stop serving."""
-        self._stopped.set()
-        self.server.stop()
+
+def _ready_text(reason: str) -> str:
+    return f"Queries off: {reason}" if reason else "Semantic layer decoded: type a query."
 
 
 def _highlighted(selection: Selection | None) -> tuple[int, ...]:

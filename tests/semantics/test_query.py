@@ -1,14 +1,16 @@
 """Queries on a decoded stream: the selection's masks, the query command and eval's protocols."""
 
 import json
+from pathlib import Path
 
+import pytest
 import torch
 
 from csgaussian import api
 from csgaussian.cli import main
 from csgaussian.data import load_scene
 from csgaussian.scene.rendering import render_view
-from csgaussian.semantics.query import render_selection
+from csgaussian.semantics.query import QueryConfig, match_decision, render_selection
 
 
 def _class_names(tiny_scene):
@@ -73,3 +75,29 @@ def test_eval_names_each_protocol_beside_its_figures(tiny_run, tiny_scene, tmp_p
     report = json.loads(capsys.readouterr().out)
     assert report["miou"] is None and "protocols" not in report and report["psnr"] > 5
     assert "truncated" in report["notes"][0]
+
+
+def test_the_rule_weighs_the_best_entry_against_the_vocabulary_and_the_negatives():
+    config = QueryConfig()
+    negatives = torch.tensor([0.20, 0.25, 0.15, 0.10])
+    paraphrase = match_decision(torch.tensor([0.43, 0.27, 0.10]), negatives, config)
+    assert paraphrase.matched and paraphrase.entries.tolist() == [0]
+    assert paraphrase.margin == pytest.approx(0.16) and paraphrase.relevancy > 0.8
+    # Best cosine under the floor ("spaceship": 0.34, margin 0.03): nothing.
+    assert not match_decision(torch.tensor([0.34, 0.31]), negatives, config).matched
+    # A best that the generic words explain as well (relevancy under 0.5): nothing.
+    generic = match_decision(torch.tensor([0.40, 0.20]), torch.tensor([0.42]), config)
+    assert not generic.matched and generic.relevancy < 0.5
+    # A sure match needs no relevancy; near-identical entries come along.
+    sure = match_decision(torch.tensor([0.62, 0.60, 0.1]), torch.tensor([0.7]), config)
+    assert sure.matched and sure.entries.tolist() == [0, 1]
+    # Without negatives (a cache that lacks them) the relevancy is 1.
+    assert match_decision(torch.tensor([0.40, 0.1]), torch.zeros(0), config).relevancy == 1.0
+    assert not match_decision(torch.zeros(0), negatives, config).matched
+
+
+def test_paraphrase_sets_name_only_entries_of_their_vocabulary():
+    for path in (Path(__file__).parents[2] / "benchmarks" / "paraphrases").glob("*.json"):
+        spec = json.loads(path.read_text())
+        assert set(spec["queries"]) - {""} <= set(spec["vocabulary"]), path.name
+        assert len(spec["queries"][""]) >= 20, path.name  # queries that must select nothing

@@ -144,15 +144,20 @@ def focus_query_box(page: Browser) -> None:
     assert focused, "no Query text box on the page"
 
 
+def client_of(viewer):
+    """The viewer's one connected page (a :class:`csgaussian.viewer.app.ClientView`)."""
+    return wait_for(viewer.only_client, 20, "one connected page")
+
+
 def answered(viewer, text: str) -> bool:
-    """Whether the viewer's selection answers ``text`` (the whole typed query)."""
-    selection = viewer.session.selection
+    """Whether the page's selection answers ``text`` (the whole typed query)."""
+    selection = client_of(viewer).session.selection
     return selection is not None and selection.text == text
 
 
 def shows(viewer, selection) -> bool:
-    """Whether the last frame sent highlights ``selection``'s leaves."""
-    shown = viewer.last_selection
+    """Whether the page's last server frame highlights ``selection``'s leaves."""
+    shown = client_of(viewer).last_selection
     return shown is not None and shown.leaves == selection.leaves
 
 

@@ -16,6 +16,7 @@ from .browser import (
     Browser,
     answered,
     chromium_path,
+    client_of,
     focus_query_box,
     free_port,
     hide_notifications,
@@ -44,21 +45,21 @@ def browser(tmp_path):
 def test_typed_query_highlights_the_object_where_its_mask_is(browser, tiny_run):
     viewer = api.viewer(tiny_run / "stream.csg", port=free_port())
     try:
-        url = f"http://127.0.0.1:{viewer.server.get_port()}"
         browser.call("Page.enable")
-        browser.call("Page.navigate", url=url)
+        browser.call("Page.navigate", url=viewer.url)
         wait_for(viewer.ready.is_set, 20, "the semantic layer")
         wait_for(lambda: viewer.frames_sent > 0, 20, "a first frame")
+        page = client_of(viewer)
         wait_for(lambda: query_enabled(browser), 10, "enabled query controls")
         hide_notifications(browser)
         before = _displayed(browser, viewer)
         focus_query_box(browser)
         browser.type_text("floor")
         wait_for(lambda: answered(viewer, "floor"), 10, "the query's selection")
-        selection = viewer.session.selection
+        selection = page.session.selection
         wait_for(lambda: shows(viewer, selection), 10, "a highlighted frame")
         after = _displayed(browser, viewer)
-        mask = render_selection(viewer.session.scene.model, viewer.last_camera, selection.slots)
+        mask = render_selection(page.session.scene.model, page.last_camera, selection.slots)
         expected = _to_screen(mask["visible"], after.shape[:2])
         changed = np.abs(after.astype(int) - before.astype(int)).max(-1) > CHANGED
         left = slice(0, after.shape[1] // 2)  # the GUI panel sits on the right
@@ -79,7 +80,7 @@ def _displayed(page: Browser, viewer) -> np.ndarray:
         shot = page.screenshot()
         shots.append(shot)
         height, width = shot.shape[:2]
-        frame = np.asarray(Image.fromarray(viewer.last_frame).resize((width, height)))
+        frame = np.asarray(Image.fromarray(client_of(viewer).last_frame).resize((width, height)))
         left = slice(0, width // 2)
         off = np.abs(shot[:, left].astype(int) - frame[:, left].astype(int)).max(-1) > CHANGED
         return off.mean() < 0.02
