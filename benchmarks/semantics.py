@@ -33,6 +33,7 @@ from provenance import provenance, provenance_lines, write_environment
 
 from csgaussian import api
 from csgaussian.data import load_scene
+from csgaussian.run import RunSettings
 from csgaussian.scene.io import RUN_INFO_NAME, SCENE_NAME, read_run_info
 from csgaussian.train.config import TrainConfig
 from csgaussian.train.loop import CHECKPOINT_NAME
@@ -93,10 +94,11 @@ def run_variant(base: Path, out: Path, variant: str, seed: int, encoder: str) ->
     for name in STAGE_ONE_FILES:
         shutil.copy(base / name, run / name)
     info = {**read_run_info(run), "encoder": encoder, "features": None, "stages": [2, 3]}
-    config = variant_config(training_config(info), variant, seed)
+    settings = RunSettings.from_dict(info, run)
+    config = variant_config(training_config(settings), variant, seed)
     scene = load_scene(info["data"], downscale=info["downscale"], load_instances=False)
     started = time.perf_counter()
-    result = train_semantic_stages(run, info, config, scene, resume=False, quiet=True)
+    result = train_semantic_stages(run, settings, config, scene, resume=False, quiet=True)
     seconds = time.perf_counter() - started
     report = api.evaluate(result.stream_path, info["data"])
     protocols = report["protocols"]

@@ -38,6 +38,7 @@ from csgaussian.api import segmentation_report
 from csgaussian.data import load_scene
 from csgaussian.entropy.quantize import quantize
 from csgaussian.progress import TrainProgress, summary_table
+from csgaussian.run import RunSettings
 from csgaussian.scene.decoded import Scene
 from csgaussian.scene.io import RUN_INFO_NAME, SCENE_NAME, read_run_info
 from csgaussian.semantics.features import read_features, view_stem
@@ -70,7 +71,7 @@ def run_baseline(base: Path, work: Path, variant: str, seed: int) -> dict[str, A
         shutil.copy(base / name, run / name)
     shutil.copytree(base / FEATURES_DIR_NAME, run / FEATURES_DIR_NAME)
     info = read_run_info(run)
-    config = training_config(info)
+    config = training_config(RunSettings.from_dict(info))
     sem = config.semantic
     sem = replace(
         sem,

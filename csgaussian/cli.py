@@ -9,25 +9,28 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple, get_args
 
 from rich.console import Console
 from rich.table import Table
 
 from . import api
-from .codec.budget import DEFAULT_MAX_MEMORY, memory_limit
+from .entropy.anchors import HyperpriorKind
+from .export.fit import ExportConfig
 from .progress import summary_table
-from .semantics.edits import parse_color, parse_offset
-from .semantics.encoders import ENCODERS
+from .semantics.encoders import DEFAULT_ENCODER, ENCODERS
 from .semantics.features import LEVELS
+from .train.config import DEFAULT_PRESET, PRESETS
 
 USAGE_ERROR = 2
 MAX_MEMORY_HELP = (
     f"refuse a .csg whose decoding needs more memory than this (e.g. 8G; default "
-    f"{DEFAULT_MAX_MEMORY >> 30}G)"
+    f"{api.DEFAULT_MAX_MEMORY >> 30}G)"
 )
 
+ENCODER_HELP = f"text encoder ({DEFAULT_ENCODER})"
 TEXT_FEATURES_HELP = (
     "JSON {text: vector} cache embedding the queries (for a CLIP-space scene without CLIP "
     "weights); its vectors must have the dimension of the stream's language features"
@@ -35,21 +38,29 @@ TEXT_FEATURES_HELP = (
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The commands and flags; defaults and choices shown come from the config dataclasses."""
     parser = argparse.ArgumentParser(prog="csgaussian", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS.values():
+        command.add(commands)
+    return parser
 
+
+def _add_prepare(commands: argparse._SubParsersAction) -> None:
     prepare = commands.add_parser(
         "prepare", help="masks and language features (LangSplat layout): instance maps or SAM+CLIP"
     )
     prepare.add_argument("data", type=Path, help="dataset with instance maps and object names")
     _output(prepare, "features folder")
-    prepare.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
+    prepare.add_argument("--encoder", choices=ENCODERS, default=DEFAULT_ENCODER, help=ENCODER_HELP)
     prepare.add_argument(
         "--sam", type=Path, help="SAM model folder (transformers save_pretrained): SAM masks"
     )
     prepare.add_argument("--clip", type=Path, help="CLIP model folder: CLIP mask features")
     prepare.add_argument("--quiet", action="store_true", help="no progress display")
 
+
+def _add_text_features(commands: argparse._SubParsersAction) -> None:
     text_features = commands.add_parser(
         "text-features", help="a {text: vector} JSON cache of query texts, made by CLIP"
     )
@@ -57,12 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     text_features.add_argument("--clip", type=Path, required=True, help="CLIP model folder")
     _output(text_features, "JSON file")
 
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    defaults = PRESETS[DEFAULT_PRESET]
     train = commands.add_parser("train", help="train a scene from posed images (stages 1-3)")
     train.add_argument(
         "data", type=Path, nargs="?", help="dataset folder (Blender, COLMAP or LLFF layout)"
     )
     _output(train, "run directory")
-    train.add_argument("--preset", help="tiny, quick (default), paper or paper-table1")
+    train.add_argument("--preset", choices=PRESETS, help=f"training preset ({DEFAULT_PRESET})")
     train.add_argument(
         "--iterations", type=int, help="override the preset's stage-1 iteration count"
     )
@@ -73,8 +87,10 @@ def _parser() -> argparse.ArgumentParser:
         help="LangSplat language_features/ folder (default: prepared "
         "into the run from the dataset's instance maps)",
     )
-    train.add_argument("--encoder", choices=ENCODERS, help="text encoder (minilm)")
-    train.add_argument("--level", choices=LEVELS, help="mask level of the features (whole)")
+    train.add_argument("--encoder", choices=ENCODERS, help=ENCODER_HELP)
+    train.add_argument(
+        "--level", choices=LEVELS, help=f"mask level of the features ({defaults.semantic.level})"
+    )
     train.add_argument("--downscale", type=int, help="integer image downscale factor (1)")
     train.add_argument(
         "--resume",
@@ -86,12 +102,21 @@ def _parser() -> argparse.ArgumentParser:
         "--lambda",
         dest="lambda_rate",
         type=float,
-        help="rate weight (default: the preset's 0.004; 0 = plain Scaffold-GS, no compression)",
+        help=f"rate weight (default: the preset's, {DEFAULT_PRESET}: {defaults.rate.lambda_rate}; "
+        "0 = plain Scaffold-GS, no compression)",
     )
-    train.add_argument("--hyperprior", choices=("inr", "hashgrid"), help="entropy model (inr)")
-    train.add_argument("--seed", type=int, help="random seed of every stage (the preset's: 0)")
+    train.add_argument(
+        "--hyperprior",
+        choices=get_args(HyperpriorKind),
+        help=f"entropy model ({defaults.rate.hyperprior})",
+    )
+    train.add_argument(
+        "--seed", type=int, help=f"random seed of every stage (the preset's, {defaults.seed})"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress display")
 
+
+def _add_render(commands: argparse._SubParsersAction) -> None:
     render = commands.add_parser("render", help="render the views of a split to PNG")
     render.add_argument("source", type=Path, help="run directory or .csg stream")
     _output(render, "output folder")
@@ -99,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--data", type=Path, help="dataset (default: the run's own)")
     render.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="PSNR / SSIM / LPIPS on the test views")
     evaluate.add_argument("source", type=Path, help="run directory or .csg stream")
     evaluate.add_argument("data", type=Path, nargs="?", help="dataset (default: the run's own)")
@@ -110,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--text-features", type=Path, help=TEXT_FEATURES_HELP)
     evaluate.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
+
+def _add_query(commands: argparse._SubParsersAction) -> None:
     query = commands.add_parser("query", help="select an object of a .csg stream by text")
     query.add_argument("stream", type=Path, help=".csg file with a semantic layer")
     query.add_argument("text", help="what to select, e.g. 'rubber duck'")
@@ -119,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--text-features", type=Path, help=TEXT_FEATURES_HELP)
     query.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
+
+def _add_encode(commands: argparse._SubParsersAction) -> None:
     encode = commands.add_parser("encode", help="compress a trained run into one .csg file")
     encode.add_argument("source", type=Path, help="run directory")
     _output(encode, ".csg file to write")
@@ -130,25 +161,38 @@ def _parser() -> argparse.ArgumentParser:
         f"(default {api.MIN_SLOT_SHARE}; 0 keeps every used slot)",
     )
 
+
+def _add_decode(commands: argparse._SubParsersAction) -> None:
     decode = commands.add_parser("decode", help="decode a .csg file (scene.pt + scene.ply)")
     decode.add_argument("stream", type=Path, help=".csg file")
     _output(decode, "output folder")
     decode.add_argument("--base-only", action="store_true", help="skip the semantic layer")
     decode.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    export_defaults = ExportConfig()
     export = commands.add_parser(
         "export", help="write a standard 3DGS PLY or .splat (SH colours fitted to the scene)"
     )
     export.add_argument("source", type=Path, help="run directory or .csg stream")
     _output(export, "file to write: .ply or .splat")
     export.add_argument("--select", help="export only the object this text names")
-    export.add_argument("--sh-degree", type=int, help="SH degree of the colours (default 3)")
     export.add_argument(
-        "--fit-iterations", type=int, help="steps of the SH fit (default 2000; 0: no fit)"
+        "--sh-degree",
+        type=int,
+        help=f"SH degree of the colours (default {export_defaults.sh_degree})",
+    )
+    export.add_argument(
+        "--fit-iterations",
+        type=int,
+        help=f"steps of the SH fit (default {export_defaults.fit_iterations}; 0: no fit)",
     )
     export.add_argument("--quiet", action="store_true", help="no progress display")
     export.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
+
+def _add_edit(commands: argparse._SubParsersAction) -> None:
     edit = commands.add_parser(
         "edit", help="remove / extract / duplicate / recolour objects named by text"
     )
@@ -173,6 +217,8 @@ def _parser() -> argparse.ArgumentParser:
         help="target colour of the preceding --recolor",
     )
 
+
+def _add_view(commands: argparse._SubParsersAction) -> None:
     view = commands.add_parser("view", help="serve an interactive viewer page for a .csg file")
     view.add_argument("stream", type=Path, help=".csg file")
     view.add_argument("--port", type=int, default=8080, help="port to serve on (8080)")
@@ -184,12 +230,15 @@ def _parser() -> argparse.ArgumentParser:
         "beside the stream)",
     )
 
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="generate the built-in scene, train, evaluate, export")
     _output(demo, "folder of the demo's files (csgaussian-demo)", default=Path("csgaussian-demo"))
-    demo.add_argument("--preset", default="quick", help="tiny, quick, paper or paper-table1")
+    demo.add_argument(
+        "--preset", choices=PRESETS, default=DEFAULT_PRESET, help=f"preset ({DEFAULT_PRESET})"
+    )
     demo.add_argument("--iterations", type=int, help="override the preset's iteration count")
-    demo.add_argument("--encoder", choices=ENCODERS, default="minilm", help="text encoder")
-    return parser
+    demo.add_argument("--encoder", choices=ENCODERS, default=DEFAULT_ENCODER, help=ENCODER_HELP)
 
 
 def _output(
@@ -264,122 +313,167 @@ def _edit_requests(edits: list[list]) -> list[api.EditRequest]:
         elif flag == "--extract":
             requests.append(api.Extract(text))
         elif flag == "--duplicate":
-            requests.append(api.Duplicate(text, parse_offset(value)))
+            requests.append(api.Duplicate(text, api.parse_offset(value)))
         else:
-            requests.append(api.Recolor(text, parse_color(value)))
+            requests.append(api.Recolor(text, api.parse_color(value)))
     if not requests:
         raise ValueError("no edit given (--remove, --extract, --duplicate or --recolor)")
     return requests
 
 
-def _run(args: argparse.Namespace, console: Console) -> int:
-    if args.command == "prepare":
-        report = api.prepare(
-            args.data,
-            args.output,
-            encoder=args.encoder,
-            sam=args.sam,
-            clip=args.clip,
-            quiet=args.quiet,
-        )
-        console.print(summary_table(f"prepared {args.output}", report))
-    elif args.command == "text-features":
-        report = api.text_features(args.texts, args.clip, args.output)
-        console.print(summary_table(f"wrote {args.output}", report))
-    elif args.command == "train":
-        result = api.train(
-            args.data,
-            args.output,
-            preset=args.preset,
-            iterations=args.iterations,
-            resume=args.resume,
-            downscale=args.downscale,
-            lambda_rate=args.lambda_rate,
-            hyperprior=args.hyperprior,
-            quiet=args.quiet,
-            stages=args.stages,
-            features=args.features,
-            encoder=args.encoder,
-            level=args.level,
-            seed=args.seed,
-        )
-        if result.colour is not None:
-            rows = vars(result.colour) | {"scene_path": str(result.colour.scene_path)}
-            console.print(summary_table("stage 1 (colour)", rows))
-        if result.semantic is not None:
-            rows = vars(result.semantic) | {"stream_path": str(result.semantic.stream_path)}
-            console.print(summary_table("stages 2-3 (semantics)", rows))
-    elif args.command == "render":
-        paths = api.render(args.source, args.output, split=args.split, data=args.data)
-        console.print(f"wrote {len(paths)} images to {args.output}")
-    elif args.command == "eval":
-        report = api.evaluate(
-            args.source,
-            args.data,
-            lpips_weights=args.lpips_weights,
-            queries=args.queries,
-            text_features=args.text_features,
-        )
-        if args.json:
-            print(json.dumps(report))
-        else:
-            console.print(summary_table("evaluation (test views)", _flat(report)))
-    elif args.command == "query":
-        record = api.query_view(
-            args.stream, args.text, args.data, args.view, args.output, args.text_features
-        )
-        print(json.dumps(record))
-        if not record["matched"]:
-            console.print(
-                f"'{args.text}' matches nothing well (best score {record['best_score']}, "
-                f"margin {record['margin']}, relevancy {record['relevancy']})"
-            )
-    elif args.command == "encode":
-        encoded = api.encode(args.source, args.output, args.min_slot_share)
-        console.print(encode_table(encoded))
-    elif args.command == "decode":
-        report = api.decode_to(args.stream, args.output, base_only=args.base_only)
-        console.print(summary_table(f"decoded {args.stream}", report))
-    elif args.command == "export":
-        report = api.export(
-            args.source,
-            args.output,
-            select=args.select,
-            sh_degree=args.sh_degree,
-            fit_iterations=args.fit_iterations,
-            quiet=args.quiet,
-        )
-        selected = report.pop("selected", None)
-        if selected is not None:
-            report["selected"] = f"{selected['text']} (entries {selected['entries']})"
-        console.print(summary_table(f"exported {args.output}", report))
-    elif args.command == "edit":
-        report = api.edit_file(args.stream, args.output, _edit_requests(args.edits))
+def _prepare(args: argparse.Namespace, console: Console) -> None:
+    report = api.prepare(
+        args.data,
+        args.output,
+        encoder=args.encoder,
+        sam=args.sam,
+        clip=args.clip,
+        quiet=args.quiet,
+    )
+    console.print(summary_table(f"prepared {args.output}", report))
+
+
+def _text_features(args: argparse.Namespace, console: Console) -> None:
+    report = api.text_features(args.texts, args.clip, args.output)
+    console.print(summary_table(f"wrote {args.output}", report))
+
+
+def _train(args: argparse.Namespace, console: Console) -> None:
+    result = api.train(
+        args.data,
+        args.output,
+        preset=args.preset,
+        iterations=args.iterations,
+        resume=args.resume,
+        downscale=args.downscale,
+        lambda_rate=args.lambda_rate,
+        hyperprior=args.hyperprior,
+        quiet=args.quiet,
+        stages=args.stages,
+        features=args.features,
+        encoder=args.encoder,
+        level=args.level,
+        seed=args.seed,
+    )
+    if result.colour is not None:
+        rows = vars(result.colour) | {"scene_path": str(result.colour.scene_path)}
+        console.print(summary_table("stage 1 (colour)", rows))
+    if result.semantic is not None:
+        rows = vars(result.semantic) | {"stream_path": str(result.semantic.stream_path)}
+        console.print(summary_table("stages 2-3 (semantics)", rows))
+
+
+def _render(args: argparse.Namespace, console: Console) -> None:
+    paths = api.render(args.source, args.output, split=args.split, data=args.data)
+    console.print(f"wrote {len(paths)} images to {args.output}")
+
+
+def _eval(args: argparse.Namespace, console: Console) -> None:
+    report = api.evaluate(
+        args.source,
+        args.data,
+        lpips_weights=args.lpips_weights,
+        queries=args.queries,
+        text_features=args.text_features,
+    )
+    if args.json:
         print(json.dumps(report))
+    else:
+        console.print(summary_table("evaluation (test views)", _flat(report)))
+
+
+def _query(args: argparse.Namespace, console: Console) -> None:
+    record = api.query_view(
+        args.stream, args.text, args.data, args.view, args.output, args.text_features
+    )
+    print(json.dumps(record))
+    if not record["matched"]:
         console.print(
-            f"wrote {args.output}: {report['output_bytes']} bytes ({report['input_bytes']} in, "
-            f"edit layer {report['edit_layer_bytes']})"
+            f"'{args.text}' matches nothing well (best score {record['best_score']}, "
+            f"margin {record['margin']}, relevancy {record['relevancy']})"
         )
-    elif args.command == "view":
-        running = api.viewer(args.stream, port=args.port, host=args.host, save=args.save)
-        if running.exposed:
-            console.print(
-                f"warning: --host {args.host} is reachable from the network: anyone with the URL "
-                f"sees the scene and can write {running.target.path}"
-            )
-        console.print(f"viewer of {args.stream}: open {running.url} (Ctrl-C stops)", soft_wrap=True)
-        console.print(f"Save writes {running.target.path}")
-        try:
-            while True:
-                time.sleep(1.0)
-        finally:
-            running.stop()
-    elif args.command == "demo":
-        report = api.demo(
-            args.output, preset=args.preset, iterations=args.iterations, encoder=args.encoder
+
+
+def _encode(args: argparse.Namespace, console: Console) -> None:
+    encoded = api.encode(args.source, args.output, args.min_slot_share)
+    console.print(encode_table(encoded))
+
+
+def _decode(args: argparse.Namespace, console: Console) -> None:
+    report = api.decode_to(args.stream, args.output, base_only=args.base_only)
+    console.print(summary_table(f"decoded {args.stream}", report))
+
+
+def _export(args: argparse.Namespace, console: Console) -> None:
+    report = api.export(
+        args.source,
+        args.output,
+        select=args.select,
+        sh_degree=args.sh_degree,
+        fit_iterations=args.fit_iterations,
+        quiet=args.quiet,
+    )
+    selected = report.pop("selected", None)
+    if selected is not None:
+        report["selected"] = f"{selected['text']} (entries {selected['entries']})"
+    console.print(summary_table(f"exported {args.output}", report))
+
+
+def _edit(args: argparse.Namespace, console: Console) -> None:
+    report = api.edit_file(args.stream, args.output, _edit_requests(args.edits))
+    print(json.dumps(report))
+    console.print(
+        f"wrote {args.output}: {report['output_bytes']} bytes ({report['input_bytes']} in, "
+        f"edit layer {report['edit_layer_bytes']})"
+    )
+
+
+def _view(args: argparse.Namespace, console: Console) -> None:
+    running = api.viewer(args.stream, port=args.port, host=args.host, save=args.save)
+    if running.exposed:
+        console.print(
+            f"warning: --host {args.host} is reachable from the network: anyone with the URL "
+            f"sees the scene and can write {running.target.path}"
         )
-        console.print(summary_table("demo", report))
-    return 0
+    console.print(f"viewer of {args.stream}: open {running.url} (Ctrl-C stops)", soft_wrap=True)
+    console.print(f"Save writes {running.target.path}")
+    try:
+        while True:
+            time.sleep(1.0)
+    finally:
+        running.stop()
+
+
+def _demo(args: argparse.Namespace, console: Console) -> None:
+    report = api.demo(
+        args.output, preset=args.preset, iterations=args.iterations, encoder=args.encoder
+    )
+    console.print(summary_table("demo", report))
+
+
+class Command(NamedTuple):
+    """A subcommand: ``add`` gives it its parser and flags, ``run`` calls the API with the
+    parsed flags and prints the result."""
+
+    add: Callable[[argparse._SubParsersAction], None]
+    run: Callable[[argparse.Namespace, Console], None]
+
+
+COMMANDS: dict[str, Command] = {
+    "prepare": Command(_add_prepare, _prepare),
+    "text-features": Command(_add_text_features, _text_features),
+    "train": Command(_add_train, _train),
+    "render": Command(_add_render, _render),
+    "eval": Command(_add_evaluate, _eval),
+    "query": Command(_add_query, _query),
+    "encode": Command(_add_encode, _encode),
+    "decode": Command(_add_decode, _decode),
+    "export": Command(_add_export, _export),
+    "edit": Command(_add_edit, _edit),
+    "view": Command(_add_view, _view),
+    "demo": Command(_add_demo, _demo),
+}
+"""Every command, in the order ``--help`` lists them."""
 
 
 def _flat(report: dict) -> dict:
@@ -445,9 +539,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(args.command, f"--iterations must be a positive count, got {iterations}")
     max_memory = getattr(args, "max_memory", None)
     try:
-        with memory_limit(max_memory or DEFAULT_MAX_MEMORY):
+        with api.memory_limit(max_memory or api.DEFAULT_MAX_MEMORY):
             _check_output(args)
-            return _run(args, console)
+            COMMANDS[args.command].run(args, console)
+            return 0
     except (ValueError, OSError) as err:  # DataError, RunError, StreamError are ValueErrors
         return _error(args.command, str(err))
     except KeyboardInterrupt:

@@ -227,3 +227,24 @@ def test_64_duplicates_of_everything_are_refused_by_every_command(tiny_scene, tm
     assert not (tmp_path / "d").exists() and not (tmp_path / "r").exists()
     with pytest.raises(StreamError, match="edit 13 of 64"):
         api.decode(crafted)
+
+
+def test_every_command_has_one_handler_and_its_defaults_come_from_the_configs(capsys):
+    import argparse
+
+    from csgaussian.cli import COMMANDS, OUTPUT_INPUTS, _parser
+    from csgaussian.export.fit import ExportConfig
+    from csgaussian.train.config import PRESETS
+
+    parser = _parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(COMMANDS) == set(sub.choices) == set(OUTPUT_INPUTS) | {"eval", "view"}
+    preset = next(a for a in sub.choices["train"]._actions if a.dest == "preset")
+    assert list(preset.choices) == list(PRESETS)
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"(default {ExportConfig().fit_iterations}; 0: no fit)" in shown
+    with pytest.raises(SystemExit):  # argparse refuses a preset that PRESETS does not hold
+        main(["train", "x", "-o", "y", "--preset", "nosuch"])
+    assert "invalid choice: 'nosuch'" in capsys.readouterr().err

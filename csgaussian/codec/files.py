@@ -1,6 +1,6 @@
-"""A receiver's operations on a whole ``.csg`` stream: its bytes per layer, and saving it with
-an edit list (the base and semantic layers copied byte for byte). ``csgaussian.api`` re-exports
-both; the viewer saves through here, so it never imports the API."""
+"""A receiver's operations on a whole ``.csg`` file: decoding it, its bytes per layer, and saving
+it with an edit list (the base and semantic layers copied byte for byte). ``csgaussian.api``
+re-exports them; the viewer saves through here, so it never imports the API."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ..scene.decoded import Scene
 from .budget import resolve_limit
 from .container import StreamError, read_container, read_stream, section_layers
 from .edit_layer import edit_summary
-from .stream import with_edits
+from .stream import decode_scene, with_edits
 
 
 def layer_bytes(data: bytes) -> dict[str, int]:
@@ -49,3 +49,12 @@ def save_edited(scene: Scene, source: str | Path, out_path: str | Path) -> dict[
         "edit_layer_bytes": layer_bytes(edited).get("edit", 0),
         "edits": edit_summary(scene.edits),
     }
+
+
+def decode(stream_path: str | Path, base_only: bool = False) -> Scene:
+    """Decode a ``.csg`` file (both layers unless ``base_only``); errors name the file."""
+    stream_path = Path(stream_path)
+    try:
+        return decode_scene(read_stream_file(stream_path), base_only=base_only)
+    except StreamError as err:
+        raise StreamError(f"{stream_path}: {err}") from None

@@ -27,6 +27,9 @@ MINILM_DIM = 384
 HASH_VERSION = "v1"  # bump when HashEncoder's output changes, so old ids are refused
 HASH_DEFAULT_DIM = 64
 ENCODERS = ("minilm", "hash")
+"""The encoders' short names (the registry :func:`get_text_encoder` resolves)."""
+DEFAULT_ENCODER = ENCODERS[0]
+"""The text encoder of ``prepare``, ``train`` and ``demo`` when none is given."""
 EXTERNAL_SPACE = "external"  # text space of brought features without encoder.json: external:<D>
 # LangSplat's canonical negatives of its relevancy score (d70edb8 eval/evaluate_iou_loc.py): the
 # "langsplat_relevancy" protocol scores against them, so text-feature caches carry them too.

@@ -19,6 +19,7 @@ from csgaussian.data.common import fail, read_json
 from csgaussian.fileio import write_bytes_atomic
 from csgaussian.progress import TrainProgress
 from csgaussian.semantics.encoders import (
+    DEFAULT_ENCODER,
     RELEVANCY_NEGATIVES,
     get_text_encoder,
     write_text_cache,
@@ -36,7 +37,7 @@ BACKGROUND_TEXT = "background"  # the text of instance id 0
 def prepare_features(
     data: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    encoder: str = "minilm",
+    encoder: str = DEFAULT_ENCODER,
     downscale: int = 1,
 ) -> dict:
     """Write ``language_features`` files for every view of ``data`` that has an instance map.

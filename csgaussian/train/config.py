@@ -214,6 +214,10 @@ which diverged on kitchen: see ``SCAFFOLD_GS_RATES``), ``quick`` (demo, CPU user
 ``tiny`` (tests, seconds)."""
 
 
+DEFAULT_PRESET = "quick"
+"""The preset of ``train`` and ``demo`` when none is given."""
+
+
 def preset(name: str, iterations: int | None = None) -> TrainConfig:
     """The named preset, optionally rescaled to ``iterations``."""
     if name not in PRESETS:

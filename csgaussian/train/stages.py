@@ -17,6 +17,7 @@ from ..codec.stream import MIN_SLOT_SHARE, encode_scene
 from ..data import load_scene
 from ..fileio import write_bytes_atomic
 from ..progress import TrainProgress
+from ..run import RunDir, RunSettings
 from ..scene.io import (
     BASE_REPORT_NAME,
     BASE_STREAM_NAME,
@@ -31,22 +32,21 @@ from ..scene.io import (
     load_torch,
     model_from_state,
     read_run_info,
-    write_run_info,
 )
-from ..semantics.encoders import EXTERNAL_SPACE
+from ..semantics.encoders import DEFAULT_ENCODER, EXTERNAL_SPACE
 from ..semantics.features import read_features, view_stem
 from ..semantics.prepare import prepare_features, read_text_space
 from ..types import SceneData
-from .config import TrainConfig
+from .config import DEFAULT_PRESET, TrainConfig
 from .config import preset as preset_config
 from .loop import Trainer, TrainResult, torch_threads
 from .semantic import SemanticResult, SemanticTrainer
 
 STAGES = (1, 2, 3)
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "preset": "quick",
+    "preset": DEFAULT_PRESET,
     "downscale": 1,
-    "encoder": "minilm",
+    "encoder": DEFAULT_ENCODER,
     "stages": list(STAGES),
 }
 """What a new run records for the settings its command left out (``None``)."""
@@ -60,16 +60,16 @@ class RunResult:
     semantic: SemanticResult | None
 
 
-def training_config(info: dict[str, Any]) -> TrainConfig:
+def training_config(settings: RunSettings) -> TrainConfig:
     """The configuration a run's settings (``run.json``) stand for."""
-    config = preset_config(info["preset"], info.get("iterations"))
-    lambda_rate, hyperprior = info.get("lambda_rate"), info.get("hyperprior")
+    config = preset_config(settings.preset, settings.iterations)
+    lambda_rate, hyperprior = settings.lambda_rate, settings.hyperprior
     if lambda_rate is not None and lambda_rate < 0:
         raise ValueError(f"--lambda must be >= 0, got {lambda_rate}")
-    if info.get("level") is not None:
-        config = replace(config, semantic=replace(config.semantic, level=info["level"]))
-    if info.get("seed") is not None:
-        seed = info["seed"]
+    if settings.level is not None:
+        config = replace(config, semantic=replace(config.semantic, level=settings.level))
+    if settings.seed is not None:
+        seed = settings.seed
         config = replace(config, seed=seed, semantic=replace(config.semantic, seed=seed))
     if lambda_rate == 0:
         return replace(config, rate=None)
@@ -98,7 +98,7 @@ def parse_stages(text: str) -> tuple[int, ...]:
 
 def run_stages(
     run_dir: Path,
-    info: dict[str, Any],
+    info: RunSettings,
     stages: tuple[int, ...],
     resume: bool,
     quiet: bool,
@@ -112,11 +112,11 @@ def run_stages(
             f"{run_dir}: --lambda 0 trains no base layer for stages 2-3 to learn on; "
             "give --stages 1 for the uncompressed baseline"
         )
-    scene = load_scene(info["data"], downscale=info["downscale"], load_instances=False)
+    scene = load_scene(info.data, downscale=info.downscale, load_instances=False)
     if 2 in stages:
         _check_features(info, scene, config)
     if write_info:
-        write_run_info(run_dir, info)
+        RunDir(run_dir).write_settings(info)
     colour = None
     if 1 in stages:
         trainer = Trainer(scene, config, run_dir)
@@ -130,7 +130,7 @@ def run_stages(
 
 def train_semantic_stages(
     run_dir: Path,
-    info: dict[str, Any],
+    info: RunSettings,
     config: TrainConfig,
     scene: Any,
     resume: bool,
@@ -190,35 +190,35 @@ def _write_base_layer(run_dir: Path, min_slot_share: float) -> None:
     write_bytes_atomic(path, encoded.data)
 
 
-def _check_features(info: dict[str, Any], scene: SceneData, config: TrainConfig) -> None:
+def _check_features(info: RunSettings, scene: SceneData, config: TrainConfig) -> None:
     """Read the user's features of the first training view now (DataError naming the file),
     not after stage 1; stage 2 reads every view."""
-    if not info.get("features") or not scene.train:
+    if not info.features or not scene.train:
         return
     view = scene.train[0]
     stem = view_stem(view.image_path)
-    read_features(info["features"], [stem], config.semantic.level, {stem: view.image.shape[:2]})
+    read_features(info.features, [stem], config.semantic.level, {stem: view.image.shape[:2]})
 
 
-def _features(run_dir: Path, info: dict[str, Any]) -> tuple[Path, str | None]:
+def _features(run_dir: Path, info: RunSettings) -> tuple[Path, str | None]:
     """The language-feature folder and its text space: the user's, or prepared into the run.
 
     Brought features without ``encoder.json`` (LangSplat's CLIP files) have an unknown space
     (None); the run names it ``external:<D>`` and queries it through a text-feature cache.
     """
-    if info.get("features"):
-        features_dir = Path(info["features"])
+    if info.features:
+        features_dir = Path(info.features)
     else:
         features_dir = run_dir / FEATURES_DIR_NAME
         if read_text_space(features_dir) is None:
-            encoder = info.get("encoder") or "minilm"
-            prepare_features(info["data"], features_dir, encoder, info["downscale"])
+            encoder = info.encoder or DEFAULT_ENCODER
+            prepare_features(info.data, features_dir, encoder, info.downscale)
     return features_dir, read_text_space(features_dir)
 
 
-def new_run_info(data: str | Path, **settings: Any) -> dict[str, Any]:
+def new_run_info(data: str | Path, **settings: Any) -> RunSettings:
     """The settings a new run records in ``run.json``."""
-    return {"data": str(Path(data).resolve()), **settings}
+    return RunSettings(data=str(Path(data).resolve()), **settings)
 
 
 def start_or_resume(
@@ -226,8 +226,8 @@ def start_or_resume(
     run_dir: Path,
     stages: tuple[int, ...],
     resume: bool,
-    settings: dict[str, Any],
-) -> tuple[dict[str, Any], bool]:
+    settings: RunSettings,
+) -> tuple[RunSettings, bool]:
     """Validate the run directory for the requested stages; return its settings and whether
     they are new (for :func:`run_stages` to write once the inputs are validated).
 
@@ -235,11 +235,11 @@ def start_or_resume(
     ``resume`` continues with the settings in ``run.json``: an explicit setting (or dataset)
     that differs from them is refused, naming each.
     """
-    given = {"data": None if data is None else str(Path(data).resolve()), **settings}
+    given = {**settings.to_dict(), "data": None if data is None else str(Path(data).resolve())}
     if resume:
         info = read_run_info(run_dir)
         _refuse_differing(run_dir, info, given, "--resume continues")
-        return info, False
+        return RunSettings.from_dict(info, run_dir / RUN_INFO_NAME), False
     if 1 in stages:
         if (run_dir / CHECKPOINT_NAME).is_file():
             raise RunError(
@@ -247,14 +247,14 @@ def start_or_resume(
             )
         if data is None:
             raise ValueError("give the dataset to train from")
-        chosen = {key: DEFAULT_SETTINGS.get(key) if v is None else v for key, v in settings.items()}
-        return new_run_info(data, **chosen), True
+        chosen = {k: DEFAULT_SETTINGS.get(k) if v is None else v for k, v in given.items()}
+        return new_run_info(**chosen), True
     info = read_run_info(run_dir)
     fixed = {k: v for k, v in given.items() if k not in SEMANTIC_SETTINGS and k != "stages"}
     _refuse_differing(run_dir, info, fixed, f"--stages {','.join(map(str, stages))} continues")
     info.update({k: given[k] for k in SEMANTIC_SETTINGS if given.get(k) is not None})
     info["stages"] = list(stages)
-    return info, True
+    return RunSettings.from_dict(info, run_dir / RUN_INFO_NAME), True
 
 
 SEMANTIC_SETTINGS = ("features", "encoder", "level", "seed")
