@@ -25,9 +25,9 @@ from pathlib import Path
 from rich.console import Console
 
 from csgaussian import api
+from csgaussian.preprocess.prepare import ENCODER_FILE
 from csgaussian.progress import summary_table
 from csgaussian.scene.io import STREAM_NAME
-from csgaussian.semantics.prepare import ENCODER_FILE
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 KITCHEN_TRAIN_VIEWS = 64

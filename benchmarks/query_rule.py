@@ -1,7 +1,7 @@
 """The query rule (issue 18 item 5) on paraphrase sets: before (best cosine >= 0.45) and after.
 
 Each set (``benchmarks/paraphrases/<scene>.json``) names the scene's vocabulary (the texts whose
-MiniLM embeddings make its language table: ``csgaussian/semantics/prepare.py``) and queries per
+MiniLM embeddings make its language table: ``csgaussian/preprocess/prepare.py``) and queries per
 entry, plus out-of-scene queries (key ``""``) that must select nothing. A paraphrase is right
 when the rule matches and selects exactly its entry; an out-of-scene query when it matches
 nothing. ``--stream NAME=FILE.csg`` scores against a decoded stream's own language table instead

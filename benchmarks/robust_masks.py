@@ -40,11 +40,11 @@ from rich.console import Console
 
 from csgaussian import api
 from csgaussian.data import load_scene
+from csgaussian.preprocess.features import LEVELS, view_stem, write_view
+from csgaussian.preprocess.prepare import BACKGROUND_TEXT, ENCODER_FILE
 from csgaussian.progress import summary_table
 from csgaussian.scene.io import RUN_INFO_NAME, SCENE_NAME, read_run_info
 from csgaussian.semantics.encoders import get_text_encoder
-from csgaussian.semantics.features import LEVELS, view_stem, write_view
-from csgaussian.semantics.prepare import BACKGROUND_TEXT, ENCODER_FILE
 from csgaussian.train.loop import CHECKPOINT_NAME
 
 STAGE_ONE_FILES = (RUN_INFO_NAME, CHECKPOINT_NAME, SCENE_NAME)

@@ -30,12 +30,12 @@ import torch
 from rich.console import Console
 
 from csgaussian.data.synthetic import SyntheticConfig, generate_scene
+from csgaussian.preprocess.mask_filter import id_map, mask_nms
+from csgaussian.preprocess.prepare import prepare_sam_clip
+from csgaussian.preprocess.sam_clip import MaskGeneratorConfig
 from csgaussian.progress import summary_table
-from csgaussian.semantics.mask_filter import id_map, mask_nms
-from csgaussian.semantics.prepare import prepare_sam_clip
-from csgaussian.semantics.sam_clip import MaskGeneratorConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "semantics"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "preprocess"))
 from tiny_models import write_tiny_clip, write_tiny_sam  # noqa: E402
 
 

@@ -37,12 +37,12 @@ from rich.console import Console
 from csgaussian.api import segmentation_report
 from csgaussian.data import load_scene
 from csgaussian.entropy.quantize import quantize
+from csgaussian.preprocess.features import read_features, view_stem
+from csgaussian.preprocess.prepare import read_text_space
 from csgaussian.progress import TrainProgress, summary_table
 from csgaussian.run import RunSettings
 from csgaussian.scene.decoded import Scene
 from csgaussian.scene.io import RUN_INFO_NAME, SCENE_NAME, read_run_info
-from csgaussian.semantics.features import read_features, view_stem
-from csgaussian.semantics.prepare import read_text_space
 from csgaussian.train.loop import CHECKPOINT_NAME, torch_threads
 from csgaussian.train.semantic import BASE_STREAM_NAME, SemanticTrainer
 from csgaussian.train.stages import FEATURES_DIR_NAME, training_config

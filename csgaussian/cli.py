@@ -19,9 +19,9 @@ from rich.table import Table
 from . import api
 from .entropy.anchors import HyperpriorKind
 from .export.fit import ExportConfig
+from .preprocess.features import LEVELS
 from .progress import summary_table
 from .semantics.encoders import DEFAULT_ENCODER, ENCODERS
-from .semantics.features import LEVELS
 from .train.config import DEFAULT_PRESET, PRESETS
 
 USAGE_ERROR = 2

@@ -58,7 +58,7 @@ class SyntheticConfig:
 
 @dataclass
 class RenderedView:
-    """Output of :func:`render_view`."""
+    """Output of :func:`render_ground_truth`."""
 
     rgb: np.ndarray  # [H, W, 3] float64 in [0, 1]
     instance: np.ndarray  # [H, W] int64, 0 = sky, i = object i - 1 of default_objects()
@@ -141,7 +141,9 @@ def _shade(
     return colour
 
 
-def render_view(camera: Camera, config: SyntheticConfig = SyntheticConfig()) -> RenderedView:
+def render_ground_truth(
+    camera: Camera, config: SyntheticConfig = SyntheticConfig()
+) -> RenderedView:
     """Ray-cast the demo scene for ``camera`` (pixel centres at ``+0.5``)."""
     objects = default_objects()
     shape = (camera.height, camera.width)
@@ -173,7 +175,7 @@ def _write_split(
 ) -> None:
     frames = []
     for k, camera in enumerate(cameras):
-        view = render_view(camera, config)
+        view = render_ground_truth(camera, config)
         Image.fromarray(np.round(view.rgb * 255).astype(np.uint8)).save(
             out / split / f"r_{k:03d}.png"
         )

@@ -22,7 +22,7 @@ from torch import Tensor
 from csgaussian.data.common import fail
 from csgaussian.data.masks import load_lerf_labels, load_segmentation_masks
 from csgaussian.eval.segmentation import SegmentationTarget, instance_targets
-from csgaussian.semantics.features import view_stem
+from csgaussian.preprocess.features import view_stem
 from csgaussian.types import SceneData, View
 
 

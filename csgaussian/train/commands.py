@@ -77,7 +77,7 @@ def prepare(
 ) -> dict[str, Any]:
     """Write LangSplat-layout masks and language features: from SAM and CLIP model folders
     when given (LangSplat's preprocessing), else from the dataset's instance maps."""
-    from ..semantics.prepare import prepare_features, prepare_sam_clip
+    from ..preprocess.prepare import prepare_features, prepare_sam_clip
 
     if (sam is None) != (clip is None):
         raise ValueError("give both --sam DIR and --clip DIR (or neither: instance maps)")
@@ -89,7 +89,7 @@ def prepare(
 def text_features(texts: list[str], clip: str | Path, out: str | Path) -> dict[str, Any]:
     """Write a ``{text: vector}`` JSON cache of ``texts`` (and LangSplat's negatives) with a
     CLIP model folder, for ``--text-features``."""
-    from ..semantics.prepare import make_text_features
+    from ..preprocess.prepare import make_text_features
 
     if not texts:
         raise ValueError("give at least one text")

@@ -10,11 +10,11 @@ from ..entropy.anchors import RateConfig
 from ..render import RasterConfig
 from ..scene.anchor_ops import DensifyConfig
 from ..scene.scaffold import ScaffoldConfig
-from ..semantics.association import AssociationConfig
 from ..semantics.codebook import CodebookConfig
 from ..semantics.field import SemanticConfig, SemanticRateConfig
-from ..semantics.losses import MaskLossConfig
-from ..semantics.quality import QualityConfig
+from .semantic_association import AssociationConfig
+from .semantic_losses import MaskLossConfig
+from .semantic_quality import QualityConfig
 
 
 @dataclass(frozen=True)

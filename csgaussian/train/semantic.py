@@ -27,6 +27,7 @@ from ..codec.semantic_layer import (
 )
 from ..codec.stream import decode_scene
 from ..entropy.quantize import QuantMode, quantize
+from ..preprocess.features import ViewMasks, view_stem
 from ..progress import TrainProgress
 from ..render import rasterize_gaussians
 from ..scene.io import (
@@ -38,15 +39,14 @@ from ..scene.io import (
 )
 from ..scene.rendering import render_view
 from ..scene.scaffold import NeuralGaussians, ScaffoldModel
-from ..semantics.association import LeafMaskVotes, dedupe_language
 from ..semantics.codebook import fit_codebook
-from ..semantics.features import ViewMasks, view_stem
 from ..semantics.field import SemanticEntropyModel, SemanticField
 from ..semantics.layer import SemanticLayer, slot_positions
-from ..semantics.losses import mask_losses
-from ..semantics.quality import QualityAccumulator, scale_gradient
 from ..types import Camera, DataError, SceneData
 from .config import SemanticTrainConfig
+from .semantic_association import LeafMaskVotes, dedupe_language
+from .semantic_losses import mask_losses
+from .semantic_quality import QualityAccumulator, scale_gradient
 
 Stage = Literal[2, 3]
 

@@ -16,6 +16,8 @@ from typing import Any
 from ..codec.stream import MIN_SLOT_SHARE, encode_scene
 from ..data import load_scene
 from ..fileio import write_bytes_atomic
+from ..preprocess.features import read_features, view_stem
+from ..preprocess.prepare import prepare_features, read_text_space
 from ..progress import TrainProgress
 from ..run import RunDir, RunSettings
 from ..scene.io import (
@@ -34,8 +36,6 @@ from ..scene.io import (
     read_run_info,
 )
 from ..semantics.encoders import DEFAULT_ENCODER, EXTERNAL_SPACE
-from ..semantics.features import read_features, view_stem
-from ..semantics.prepare import prepare_features, read_text_space
 from ..types import SceneData
 from .config import DEFAULT_PRESET, TrainConfig
 from .config import preset as preset_config

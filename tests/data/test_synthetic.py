@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from csgaussian.data import SyntheticConfig, ensure_demo_scene, generate_scene, load_scene
-from csgaussian.data.synthetic import render_view
+from csgaussian.data.synthetic import render_ground_truth
 from csgaussian.data.synthetic_geometry import Sphere, default_objects, object_center
 
 SMALL = SyntheticConfig(width=64, height=48, n_train=6, n_test=2, seed=3)
@@ -87,7 +87,7 @@ def test_object_centres_project_onto_their_masks(small_scene):
 def test_rerender_with_loaded_camera_reproduces_images(small_scene):
     scene = load_scene(small_scene)
     view = scene.test[1]
-    again = render_view(view.camera, SMALL)
+    again = render_ground_truth(view.camera, SMALL)
     assert np.abs(again.rgb - view.image.numpy()).max() <= 1 / 255
     assert np.array_equal(again.instance, view.instance.numpy())
 
@@ -97,7 +97,7 @@ def test_depth_unprojects_onto_the_ball(small_scene):
     ball = default_objects()[0]
     assert isinstance(ball, Sphere)
     cam = scene.train[2].camera
-    out = render_view(cam, SMALL)
+    out = render_ground_truth(cam, SMALL)
     rows, cols = np.nonzero(out.instance == 1)
     assert len(rows) > 20
     K_inv = torch.linalg.inv(cam.K.double()).numpy()

@@ -11,6 +11,7 @@ from csgaussian import api
 from csgaussian.cli import main
 from csgaussian.data import load_scene
 from csgaussian.eval.segmentation import RELEVANCY_NEGATIVES
+from csgaussian.preprocess.features import LEVELS, view_stem, write_view
 from csgaussian.scene.io import RUN_INFO_NAME, SCENE_NAME
 from csgaussian.semantics.encoders import (
     CachedTextEncoder,
@@ -18,7 +19,6 @@ from csgaussian.semantics.encoders import (
     HashEncoder,
     get_text_encoder,
 )
-from csgaussian.semantics.features import LEVELS, view_stem, write_view
 from csgaussian.train.loop import CHECKPOINT_NAME
 
 

@@ -8,10 +8,10 @@ import torch
 
 from csgaussian import api
 from csgaussian.data import load_scene
+from csgaussian.preprocess.features import view_stem, write_view
+from csgaussian.preprocess.prepare import ENCODER_FILE
 from csgaussian.scene.io import RUN_INFO_NAME, SCENE_NAME
 from csgaussian.semantics.encoders import HashEncoder
-from csgaussian.semantics.features import view_stem, write_view
-from csgaussian.semantics.prepare import ENCODER_FILE
 from csgaussian.train.loop import CHECKPOINT_NAME
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from csgaussian.semantics.features import (
+from csgaussian.preprocess.features import (
     LEVELS,
     read_features,
     read_view,

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from csgaussian.data import load_scene
+from csgaussian.preprocess.features import LEVELS, read_features, view_stem
+from csgaussian.preprocess.prepare import prepare_features, read_text_space
 from csgaussian.semantics.encoders import EncoderError, HashEncoder
-from csgaussian.semantics.features import LEVELS, read_features, view_stem
-from csgaussian.semantics.prepare import prepare_features, read_text_space
 from csgaussian.types import DataError
 
 

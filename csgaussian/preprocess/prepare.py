@@ -17,6 +17,7 @@ import numpy as np
 from csgaussian.data import load_scene
 from csgaussian.data.common import fail, read_json
 from csgaussian.fileio import write_bytes_atomic
+from csgaussian.preprocess.features import LEVELS, view_stem, write_view
 from csgaussian.progress import TrainProgress
 from csgaussian.semantics.encoders import (
     DEFAULT_ENCODER,
@@ -24,11 +25,10 @@ from csgaussian.semantics.encoders import (
     get_text_encoder,
     write_text_cache,
 )
-from csgaussian.semantics.features import LEVELS, view_stem, write_view
 from csgaussian.types import View
 
 if TYPE_CHECKING:
-    from csgaussian.semantics.sam_clip import MaskGeneratorConfig
+    from csgaussian.preprocess.sam_clip import MaskGeneratorConfig
 
 ENCODER_FILE = "encoder.json"
 BACKGROUND_TEXT = "background"  # the text of instance id 0

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from csgaussian.preprocess.mask_filter import box_nms, mask_boxes
 from csgaussian.semantics.encoders import EncoderError
-from csgaussian.semantics.mask_filter import box_nms, mask_boxes
 
 EXTRA = "pip install 'csgaussian[sam]' (adds transformers)"
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)  # SAM's normalisation, 0-255 scale

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from csgaussian.semantics.losses import (
+from csgaussian.train.semantic_losses import (
     MaskLossConfig,
     mask_losses,
     separation_weights,

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from csgaussian.cli import main
-from csgaussian.semantics import sam_clip
-from csgaussian.semantics.features import LEVELS, read_view
-from csgaussian.semantics.mask_filter import MaskNmsConfig, box_nms, id_map, mask_boxes, mask_nms
-from csgaussian.semantics.prepare import prepare_sam_clip
+from csgaussian.preprocess import sam_clip
+from csgaussian.preprocess.features import LEVELS, read_view
+from csgaussian.preprocess.mask_filter import MaskNmsConfig, box_nms, id_map, mask_boxes, mask_nms
+from csgaussian.preprocess.prepare import prepare_sam_clip
 
 from .tiny_models import write_tiny_clip, write_tiny_sam
 

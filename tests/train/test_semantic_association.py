@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from csgaussian.semantics.association import (
+from csgaussian.train.semantic_association import (
     AssociationConfig,
     LeafMaskVotes,
     dedupe_language,

@@ -1,0 +1,1 @@
+"""preprocess: per-view masks and language features in LangSplat's layout."""
