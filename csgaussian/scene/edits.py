@@ -14,12 +14,9 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from .operations import OPERATIONS, operation
+from .operations import operation
 from .operations.recolor import COLOR_LEVELS, LUMA_WEIGHTS, luma, quantize_color, recolor
 from .scaffold import NeuralGaussians
-
-EDIT_KINDS: tuple[str, ...] = tuple(OPERATIONS)
-"""Every operation's code (the edit record's ``kind``)."""
 
 
 @dataclass
@@ -59,7 +56,6 @@ def apply_edits(gaussians: NeuralGaussians, edits: Sequence[SceneEdit]) -> Neura
 
 __all__ = [
     "COLOR_LEVELS",
-    "EDIT_KINDS",
     "LUMA_WEIGHTS",
     "SceneEdit",
     "apply_edit",
