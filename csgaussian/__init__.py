@@ -10,6 +10,7 @@ from . import api
 from .api import (
     DEFAULT_MAX_MEMORY,
     MIN_SLOT_SHARE,
+    OPERATIONS,
     SPLITS,
     Duplicate,
     EditRequest,
@@ -49,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_MAX_MEMORY",
     "MIN_SLOT_SHARE",
+    "OPERATIONS",
     "SPLITS",
     "Duplicate",
     "EditRequest",

@@ -38,6 +38,7 @@ from .receiver import (
 )
 from .run import load_trained
 from .scene.io import check_output
+from .scene.operations import OPERATIONS
 from .semantics.edits import (
     Duplicate,
     EditRequest,
@@ -64,6 +65,7 @@ LAZY = {
 __all__ = [
     "DEFAULT_MAX_MEMORY",
     "MIN_SLOT_SHARE",
+    "OPERATIONS",
     "SPLITS",
     "Duplicate",
     "EditRequest",

@@ -193,29 +193,26 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_edit(commands: argparse._SubParsersAction) -> None:
-    edit = commands.add_parser(
-        "edit", help="remove / extract / duplicate / recolour objects named by text"
-    )
+    edit = commands.add_parser("edit", help=f"{' / '.join(api.OPERATIONS)} objects named by text")
     edit.add_argument("stream", type=Path, help=".csg file with a semantic layer")
     _output(edit, "edited .csg to write")
-    for flag, what in EDIT_FLAGS.items():
+    for op in api.OPERATIONS.values():
         edit.add_argument(
-            flag, metavar="TEXT", dest="edits", action=_EditAction, default=[], help=what
+            f"--{op.code}",
+            metavar="TEXT",
+            dest="edits",
+            action=_EditAction,
+            default=[],
+            help=op.help,
         )
-    edit.add_argument(
-        "--offset",
-        metavar="X,Y,Z",
-        dest="edits",
-        action=_EditAction,
-        help="world-space offset of the preceding --duplicate",
-    )
-    edit.add_argument(
-        "--color",
-        metavar="#RRGGBB",
-        dest="edits",
-        action=_EditAction,
-        help="target colour of the preceding --recolor",
-    )
+        if op.value is not None:
+            edit.add_argument(
+                op.value.flag,
+                metavar=op.value.metavar,
+                dest="edits",
+                action=_EditAction,
+                help=op.value.help,
+            )
 
 
 def _add_view(commands: argparse._SubParsersAction) -> None:
@@ -277,22 +274,20 @@ def _check_output(args: argparse.Namespace) -> None:
     api.check_output(args.output, inputs, force=args.force, run_dir=args.command == "train")
 
 
-EDIT_FLAGS = {
-    "--remove": "remove the object TEXT names (repeatable; edits apply in the order given)",
-    "--extract": "keep only the object TEXT names",
-    "--duplicate": "add a copy of the object TEXT names, moved by the following --offset",
-    "--recolor": "give the object TEXT names the hue of the following --color",
-}
+def _value_flags() -> dict[str, str]:
+    """Each operation's value option (``--offset``) and the flag it must follow."""
+    return {op.value.flag: f"--{code}" for code, op in api.OPERATIONS.items() if op.value}
 
 
 class _EditAction(argparse.Action):
-    """Collects the edit options in command-line order: ``[flag, text, value]`` lists, where
-    ``--offset`` / ``--color`` fill the value of the preceding ``--duplicate`` / ``--recolor``."""
+    """Collects the edit options in command-line order: ``[flag, text, value]`` lists, where an
+    operation's value option (``--offset``, ``--color``, ...) fills the value of the preceding
+    ``--CODE TEXT``."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         edits = list(getattr(namespace, self.dest) or [])
-        if option_string in ("--offset", "--color"):
-            wants = "--duplicate" if option_string == "--offset" else "--recolor"
+        wants = _value_flags().get(option_string)
+        if wants is not None:
             if not edits or edits[-1][0] != wants or edits[-1][2] is not None:
                 parser.error(f"{option_string} must follow a {wants} TEXT")
             edits[-1] = [wants, edits[-1][1], values]
@@ -305,19 +300,13 @@ def _edit_requests(edits: list[list]) -> list[api.EditRequest]:
     """The API's requests for the collected edit options; ValueError names a missing value."""
     requests: list[api.EditRequest] = []
     for flag, text, value in edits:
-        if flag in ("--duplicate", "--recolor") and value is None:
-            follow = "--offset X,Y,Z" if flag == "--duplicate" else "--color #RRGGBB"
-            raise ValueError(f"{flag} {text!r} needs {follow} after it")
-        if flag == "--remove":
-            requests.append(api.Remove(text))
-        elif flag == "--extract":
-            requests.append(api.Extract(text))
-        elif flag == "--duplicate":
-            requests.append(api.Duplicate(text, api.parse_offset(value)))
-        else:
-            requests.append(api.Recolor(text, api.parse_color(value)))
+        op = api.OPERATIONS[flag.removeprefix("--")]
+        if op.value is not None and value is None:
+            raise ValueError(f"{flag} {text!r} needs {op.value.flag} {op.value.metavar} after it")
+        requests.append(op.from_value(text, value))
     if not requests:
-        raise ValueError("no edit given (--remove, --extract, --duplicate or --recolor)")
+        flags = ", ".join(f"--{code}" for code in api.OPERATIONS)
+        raise ValueError(f"no edit given ({flags})")
     return requests
 
 

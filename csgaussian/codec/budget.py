@@ -37,6 +37,7 @@ import torch
 
 from ..entropy.anchors import RateConfig
 from ..entropy.hashgrid import level_sizes
+from ..scene.operations import operation
 from ..scene.scaffold import ScaffoldConfig, ScaffoldModel
 from ..semantics.field import SemanticConfig, SemanticRateConfig
 from .container import StreamError
@@ -250,14 +251,15 @@ def edited_gaussians(active: np.ndarray, edits: Sequence[SceneEdit], cap: int) -
     at = 0
     for index, edit in enumerate(edits, start=1):
         chosen = _selection(edit, alive.shape, index)
-        if edit.kind == "recolor":
+        effect = operation(edit.kind).effect
+        if effect == "keep":
             continue
         hit = alive & chosen
         counted = _count(doublings[hit])
-        if edit.kind == "duplicate":
+        if effect == "copy":
             total += counted
             doublings[hit] += 1
-        elif edit.kind == "remove":
+        elif effect == "remove":
             total -= counted
             alive &= ~chosen
         else:  # extract

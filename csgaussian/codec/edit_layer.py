@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..scene.edits import COLOR_LEVELS, SceneEdit
+from ..scene.operations import operation
 from . import budget, schema
 from .container import StreamError
 from .flags import decode_flags, encode_flags
@@ -53,6 +54,7 @@ def encode_edit_layer(edits: Sequence[SceneEdit], n_anchors: int, n_offsets: int
                 "text": "".join(c if c.isprintable() else "?" for c in text),
                 "offset": [float(v) for v in edit.offset],
                 "color": [round(float(c) * COLOR_LEVELS) for c in edit.color],
+                **{p.name: float(edit.params[p.name]) for p in operation(edit.kind).params},
             }
         )
     meta = {
@@ -134,6 +136,7 @@ def decode_edits(sections: dict[str, bytes], meta: EditMeta) -> list[SceneEdit]:
                 text=record["text"],
                 offset=record["offset"],
                 color=tuple(c / COLOR_LEVELS for c in record["color"]),
+                params={p.name: record[p.name] for p in operation(record["kind"]).params},
             )
         )
     if pos != len(payload):
@@ -158,8 +161,7 @@ def edit_summary(edits: Sequence[SceneEdit]) -> list[dict[str, object]]:
             "kind": e.kind,
             "text": e.text,
             "gaussians_selected": e.n_selected,
-            **({"offset": list(e.offset)} if e.kind == "duplicate" else {}),
-            **({"color": list(e.color)} if e.kind == "recolor" else {}),
+            **operation(e.kind).summary(e),
         }
         for e in edits
     ]

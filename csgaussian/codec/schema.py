@@ -24,7 +24,7 @@ from ..entropy.anchors import RateConfig
 from ..entropy.hashgrid import HashGridConfig
 from ..entropy.hyperprior import INRConfig, MLPConfig
 from ..entropy.quantize import QuantizationConfig
-from ..scene.edits import EDIT_KINDS
+from ..scene.operations import OPERATIONS
 from ..scene.scaffold import AnchorGrid, ScaffoldConfig
 from ..semantics.field import SemanticConfig, SemanticRateConfig
 from .container import StreamError
@@ -344,12 +344,32 @@ MAX_EDITS = 64
 """Most edits one stream's edit list may hold (each stores a selection of the anchor slots)."""
 EDIT_OP_TEXT = 256
 """Most characters of the query text an edit records (informative)."""
-EDIT_OP = Record(
+EDIT_OP_FIELDS: dict[str, Spec] = {
+    "kind": Str(choices=tuple(OPERATIONS)),
+    "text": Str(max_len=EDIT_OP_TEXT),
+    "offset": FloatTuple(3, -1e9, 1e9),
+    "color": IntTuple(3, 0, 255),
+}
+"""The fields of every edit record; an operation adds its own ``params``."""
+
+
+@dataclass(frozen=True)
+class EditOp:
+    """An edit record: the common fields plus those of the operation its ``kind`` names."""
+
+    records: Mapping[str, Record]
+
+    def parse(self, value: Any, path: str) -> dict[str, Any]:
+        kind = value.get("kind") if type(value) is dict else None
+        if type(kind) is str and kind in self.records:
+            return self.records[kind].parse(value, path)
+        return Record(EDIT_OP_FIELDS).parse(value, path)  # names what is wrong
+
+
+EDIT_OP = EditOp(
     {
-        "kind": Str(choices=EDIT_KINDS),
-        "text": Str(max_len=EDIT_OP_TEXT),
-        "offset": FloatTuple(3, -1e9, 1e9),
-        "color": IntTuple(3, 0, 255),
+        code: Record({**EDIT_OP_FIELDS, **{p.name: Float(p.lo, p.hi) for p in op.params}})
+        for code, op in OPERATIONS.items()
     }
 )
 EDIT_META = Record(

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ import viser
 import viser.transforms as vtf
 
 from ..scene.decoded import Scene
-from ..semantics.edits import Duplicate, Extract, Recolor, Remove
+from ..scene.operations import OPERATIONS, Value
 from ..semantics.query import QueryError, Selection
 from ..types import Camera
 from .gate import Gate, gated_server
@@ -211,12 +212,12 @@ class ClientView:
         off = bool(reason)
         self.query_text = gui.add_text("Query", "", disabled=off, hint="object to highlight")
         self.query_button = gui.add_button("Highlight", disabled=off)
-        self.remove_button = gui.add_button("Remove", disabled=off)
-        self.extract_button = gui.add_button("Extract (keep only)", disabled=off)
-        self.color = gui.add_rgb("Colour", (32, 64, 255), disabled=off)
-        self.recolor_button = gui.add_button("Recolour", disabled=off)
-        self.offset = gui.add_vector3("Offset", (0.3, 0.0, 0.0), step=0.05, disabled=off)
-        self.duplicate_button = gui.add_button("Duplicate", disabled=off)
+        self.edit_inputs: dict[str, Any] = {}
+        self.edit_buttons: dict[str, Any] = {}
+        for code, op in OPERATIONS.items():
+            if op.value is not None:
+                self.edit_inputs[code] = _add_input(gui, op.value, off)
+            self.edit_buttons[code] = gui.add_button(op.label, disabled=off)
         self.undo_button = gui.add_button("Undo", disabled=off)
         gui.add_markdown(f"Saves to `{self.viewer.target.path}`")
         self.save_button = gui.add_button("Save .csg", disabled=off)
@@ -224,21 +225,21 @@ class ClientView:
         self.refine = gui.add_checkbox("Refine at rest", True)
         self.query_text.on_update(lambda _: self.submit("query", self._query))
         self.query_button.on_click(lambda _: self.submit("query", self._query))
-        self.remove_button.on_click(lambda _: self.submit("edit", lambda: self._edit(Remove)))
-        self.extract_button.on_click(lambda _: self.submit("edit", lambda: self._edit(Extract)))
-        self.recolor_button.on_click(lambda _: self.submit("edit", lambda: self._edit(Recolor)))
-        self.duplicate_button.on_click(lambda _: self.submit("edit", lambda: self._edit(Duplicate)))
+        for code, button in self.edit_buttons.items():
+            button.on_click(lambda _, code=code: self.submit("edit", lambda: self._edit(code)))
         self.undo_button.on_click(lambda _: self.submit("undo", self._undo))
         self.save_button.on_click(lambda _: self.submit("save", self._save))
         self.use_splats.on_update(lambda _: self.picture_changed())
         self.refine.on_update(lambda _: self.picture_changed())
 
     def _controls(self) -> list:
-        return [
-            self.query_text, self.query_button, self.remove_button, self.extract_button,
-            self.color, self.recolor_button, self.offset, self.duplicate_button,
-            self.undo_button, self.save_button,
-        ]  # fmt: skip
+        edits = [
+            control
+            for code in OPERATIONS
+            for control in (self.edit_inputs.get(code), self.edit_buttons[code])
+            if control is not None
+        ]
+        return [self.query_text, self.query_button, *edits, self.undo_button, self.save_button]
 
     def start(self) -> None:
         self.client.camera.on_update(lambda _: self._camera_moved())
@@ -314,15 +315,14 @@ class ClientView:
             return f"'{selection.text}' matches nothing (best score {selection.best_score:.2f})"
         return f"'{selection.text}': {selection.n_gaussians} Gaussians highlighted"
 
-    def _edit(self, kind: type) -> str:
+    def _edit(self, code: str) -> str:
         text = self._query_text()
-        if kind is Recolor:
-            request = Recolor(text, tuple(c / 255 for c in self.color.value))
-        elif kind is Duplicate:
-            request = Duplicate(text, tuple(self.offset.value))
+        op = OPERATIONS[code]
+        if op.value is None:
+            request = op(text)
         else:
-            request = kind(text)
-        self.status.content = f"{kind.__name__.lower()} '{text}'…"
+            request = op.from_control(text, self.edit_inputs[code].value)
+        self.status.content = f"{code} '{text}'…"
         edit = self.session.apply(request)
         return f"{edit.kind} '{text}' ({len(self.session.edits)} edits)"
 
@@ -439,3 +439,14 @@ def _ready_text(reason: str) -> str:
 def _highlighted(selection: Selection | None) -> tuple[int, ...]:
     """The codebook leaves a selection highlights (what a frame shows of it)."""
     return () if selection is None else tuple(selection.leaves)
+
+
+def _add_input(gui: Any, value: Value, disabled: bool) -> Any:
+    """The viewer input of an operation's ``value``."""
+    if value.control == "rgb":
+        return gui.add_rgb(value.label, value.default, disabled=disabled)
+    if value.control == "vector3":
+        return gui.add_vector3(value.label, value.default, step=value.step, disabled=disabled)
+    return gui.add_number(
+        value.label, value.default, min=value.lo, max=value.hi, step=value.step, disabled=disabled
+    )

@@ -23,7 +23,8 @@ from torch import Tensor
 from ..export.fit import ExportConfig, fit_export
 from ..render.projection import covariance_3d
 from ..render.sh import SH_C0
-from ..scene.edits import SceneEdit, recolor
+from ..scene.edits import SceneEdit
+from ..scene.operations import operation
 from ..scene.scaffold import ScaffoldModel
 
 
@@ -84,24 +85,8 @@ def edited(splats: Splats, edits: Sequence[SceneEdit]) -> Splats:
     """``splats`` after ``edits`` in order, as :func:`csgaussian.scene.edits.apply_edit` edits
     the neural Gaussians (a copy keeps its slot)."""
     for edit in edits:
-        chosen = splats.at_slots(edit.slots)
-        if edit.kind == "remove":
-            splats = splats.subset(~chosen)
-        elif edit.kind == "extract":
-            splats = splats.subset(chosen)
-        elif edit.kind == "duplicate":
-            copy = splats.subset(chosen)
-            copy.centers = copy.centers + torch.tensor(edit.offset, dtype=copy.centers.dtype)
-            splats = _concat(splats, copy)
-        else:
-            rgbs = splats.rgbs.clone()
-            rgbs[chosen] = recolor(rgbs[chosen], torch.tensor(edit.color))
-            splats = replace(splats, rgbs=rgbs)
+        splats = operation(edit.kind).apply_splats(splats, splats.at_slots(edit.slots), edit)
     return splats
-
-
-def _concat(a: Splats, b: Splats) -> Splats:
-    return Splats(*(torch.cat([getattr(a, f.name), getattr(b, f.name)]) for f in fields(a)))
 
 
 def highlighted(splats: Splats, slots: Tensor | None, color: Sequence[float]) -> Tensor:
