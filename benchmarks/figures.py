@@ -36,7 +36,7 @@ from csgaussian.data import load_scene  # noqa: E402
 from csgaussian.eval.segmentation import VISIBLE_SHARE  # noqa: E402
 from csgaussian.scene.rendering import render_view  # noqa: E402
 from csgaussian.semantics.query import select  # noqa: E402
-from csgaussian.types import SceneData  # noqa: E402
+from csgaussian.types import Dataset  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from semantics import REPO, provenance  # noqa: E402
@@ -97,7 +97,7 @@ def rate_accuracy(out: Path) -> dict:
 
 
 @torch.no_grad()
-def gaussian_labels(model, data: SceneData) -> torch.Tensor:
+def gaussian_labels(model, data: Dataset) -> torch.Tensor:
     """Ground-truth object ``[N, K]`` of every anchor slot (0 = background or never seen)."""
     n, k = model.n_anchors, model.config.n_offsets
     votes = torch.zeros(n * k, len(data.class_names) + 1)

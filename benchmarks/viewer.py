@@ -40,7 +40,7 @@ from provenance import provenance, write_environment
 
 from csgaussian import api
 from csgaussian.data import load_scene
-from csgaussian.semantics.edits import Remove
+from csgaussian.semantics.edit_requests import Remove
 from csgaussian.types import Camera
 from csgaussian.viewer.opening import opening_view
 from csgaussian.viewer.session import ViewerConfig, ViewerSession

@@ -39,7 +39,7 @@ from .receiver import (
 from .run import load_trained
 from .scene.io import check_output
 from .scene.operations import OPERATIONS
-from .semantics.edits import (
+from .semantics.edit_requests import (
     Duplicate,
     EditRequest,
     Extract,

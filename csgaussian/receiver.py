@@ -29,7 +29,7 @@ from .scene.decoded import Scene
 from .scene.io import SCENE_NAME, RunError, save_torch, scene_state
 from .scene.rendering import render_view
 from .scene.scaffold import NeuralGaussians, ScaffoldModel
-from .semantics.edits import EditRequest, resolve
+from .semantics.edit_requests import EditRequest, resolve
 from .semantics.encoders import CachedTextEncoder
 from .semantics.query import (
     QueryConfig,
@@ -39,7 +39,7 @@ from .semantics.query import (
     render_selection,
     select,
 )
-from .types import Camera, SceneData
+from .types import Camera, Dataset
 
 SPLITS = ("train", "test")
 
@@ -83,7 +83,7 @@ def decode_to(stream_path: str | Path, out_dir: str | Path, base_only: bool = Fa
     return report
 
 
-def _scene_for(source: Path, data: str | Path | None, load_instances: bool = False) -> SceneData:
+def _scene_for(source: Path, data: str | Path | None, load_instances: bool = False) -> Dataset:
     run = RunDir(source)
     if data is None:
         if not run.is_run():
@@ -202,7 +202,7 @@ def edit(
     edits, e.g. ``edit(scene, [Remove("rubber duck"), Recolor("mug", "#2040ff")])``.
 
     Each request's text is queried on the decoded scene now; the edit keeps the selected anchor
-    slots (see :mod:`csgaussian.semantics.edits`). The input scene is not changed. Edits
+    slots (see :mod:`csgaussian.semantics.edit_requests`). The input scene is not changed. Edits
     whose rendering would need more than the memory limit are refused (StreamError, as the
     decoder refuses such a file: :func:`csgaussian.codec.budget.check_edits_fit`).
     """
@@ -304,7 +304,7 @@ def evaluate(
 
 def segmentation_report(
     scene: Scene,
-    data: SceneData,
+    data: Dataset,
     queries: str | Path | None = None,
     text_features: str | Path | None = None,
 ) -> dict[str, Any]:

@@ -64,7 +64,7 @@ class View:
 
 
 @dataclass
-class SceneData:
+class Dataset:
     """What a dataset parser returns: views, optional point cloud, bounds and object names."""
 
     root: Path

@@ -9,7 +9,7 @@ from csgaussian.data.colmap import load_colmap
 from csgaussian.data.llff import load_llff
 from csgaussian.data.masks import load_lerf_labels, load_segmentation_masks
 from csgaussian.data.synthetic import SyntheticConfig, ensure_demo_scene, generate_scene
-from csgaussian.types import DataError, SceneData
+from csgaussian.types import DataError, Dataset
 
 __all__ = [
     "SyntheticConfig",
@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 
-def load_scene(path: str | Path, downscale: int = 1, load_instances: bool = True) -> SceneData:
+def load_scene(path: str | Path, downscale: int = 1, load_instances: bool = True) -> Dataset:
     """Load a scene folder, detecting its layout.
 
     Layouts, tried in order: Blender/NeRF (``transforms_train.json``), COLMAP (``sparse/0/`` in

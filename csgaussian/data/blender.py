@@ -30,7 +30,7 @@ from csgaussian.data.common import (
     viewmat_from_c2w,
 )
 from csgaussian.data.masks import read_class_names
-from csgaussian.types import Camera, SceneData, View
+from csgaussian.types import Camera, Dataset, View
 
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips the camera's Y and Z axes
 
@@ -140,7 +140,7 @@ def _load_split(
     return views
 
 
-def load_blender(root: Path, downscale: int = 1, load_instances: bool = True) -> SceneData:
+def load_blender(root: Path, downscale: int = 1, load_instances: bool = True) -> Dataset:
     """Load a NeRF/Blender-layout scene.
 
     Images with alpha are composited onto white (the NeRF-synthetic convention) and the scene
@@ -168,7 +168,7 @@ def load_blender(root: Path, downscale: int = 1, load_instances: bool = True) ->
             break
     has_alpha = image_header(train[0].image_path)[2]
     background = torch.ones(3) if has_alpha else estimate_background(train)
-    return SceneData(
+    return Dataset(
         root=root,
         train=train,
         test=test,

@@ -26,7 +26,7 @@ from csgaussian.data.common import (
     read_lines,
 )
 from csgaussian.data.masks import load_lerf_labels
-from csgaussian.types import Camera, SceneData
+from csgaussian.types import Camera, Dataset
 
 PINHOLE_PARAMS = {  # model -> number of leading parameters (f | fx fy, cx, cy) before distortion
     "SIMPLE_PINHOLE": 3,
@@ -81,7 +81,7 @@ def _test_names(root: Path, names: list[str]) -> set[str]:
     return set(listed)
 
 
-def load_colmap(root: Path, downscale: int = 1, load_instances: bool = True) -> SceneData:
+def load_colmap(root: Path, downscale: int = 1, load_instances: bool = True) -> Dataset:
     """Load a COLMAP scene; ``load_instances`` is accepted for symmetry (no instance maps here).
 
     Images are sorted by name; the point cloud becomes ``points``/``point_colors`` and the bounds
@@ -132,7 +132,7 @@ def load_colmap(root: Path, downscale: int = 1, load_instances: bool = True) -> 
         if labels.is_dir()
         else []
     )
-    return SceneData(
+    return Dataset(
         root=root,
         train=train,
         test=test,

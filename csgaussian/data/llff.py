@@ -25,7 +25,7 @@ from csgaussian.data.common import (
     viewmat_from_c2w,
 )
 from csgaussian.data.masks import read_class_names
-from csgaussian.types import Camera, SceneData
+from csgaussian.types import Camera, Dataset
 
 
 def llff_to_opencv_c2w(pose: np.ndarray) -> np.ndarray:
@@ -62,7 +62,7 @@ def _frustum_corners(camera: Camera, near: float, far: float) -> np.ndarray:
     return (points_cam - view[:3, 3]) @ view[:3, :3]  # R^T (x - t)
 
 
-def load_llff(root: Path, downscale: int = 1, load_instances: bool = True) -> SceneData:
+def load_llff(root: Path, downscale: int = 1, load_instances: bool = True) -> Dataset:
     """Load an LLFF scene; ``load_instances`` is accepted for symmetry (no instance maps here).
 
     Every 8th image (index % 8 == 0, sorted by name) is a test view. Bounds: the box around all
@@ -99,7 +99,7 @@ def load_llff(root: Path, downscale: int = 1, load_instances: bool = True) -> Sc
     is_test = every_nth_is_test(len(views))
     all_corners = np.concatenate(corners)
     classes = root / "segmentations" / "classes.txt"
-    return SceneData(
+    return Dataset(
         root=root,
         train=[v for v, t in zip(views, is_test, strict=True) if not t],
         test=[v for v, t in zip(views, is_test, strict=True) if t],

@@ -23,7 +23,7 @@ from csgaussian.data.common import fail
 from csgaussian.data.masks import load_lerf_labels, load_segmentation_masks
 from csgaussian.eval.segmentation import SegmentationTarget, instance_targets
 from csgaussian.preprocess.features import view_stem
-from csgaussian.types import SceneData, View
+from csgaussian.types import Dataset, View
 
 
 @dataclass
@@ -62,7 +62,7 @@ def _targets_from_masks(
     return targets
 
 
-def lerf_ground_truth(data: SceneData, queries: dict[str, list[str]] | None = None) -> GroundTruth:
+def lerf_ground_truth(data: Dataset, queries: dict[str, list[str]] | None = None) -> GroundTruth:
     """LERF-OVS labels of ``data.root/label`` matched to the views by image file stem.
 
     Raises:
@@ -81,7 +81,7 @@ def lerf_ground_truth(data: SceneData, queries: dict[str, list[str]] | None = No
     return GroundTruth("lerf_ovs", views, _targets_from_masks(views, masks, queries), classes)
 
 
-def ovs_ground_truth(data: SceneData, queries: dict[str, list[str]] | None = None) -> GroundTruth:
+def ovs_ground_truth(data: Dataset, queries: dict[str, list[str]] | None = None) -> GroundTruth:
     """3D-OVS masks of ``data.root/segmentations``; folder ``<i>`` is image ``i`` by name.
 
     Raises:
@@ -99,9 +99,7 @@ def ovs_ground_truth(data: SceneData, queries: dict[str, list[str]] | None = Non
     return GroundTruth("3dovs", views, _targets_from_masks(views, masks, queries), classes)
 
 
-def ground_truth(
-    data: SceneData, queries: dict[str, list[str]] | None = None
-) -> GroundTruth | None:
+def ground_truth(data: Dataset, queries: dict[str, list[str]] | None = None) -> GroundTruth | None:
     """The scene's segmentation ground truth, or None when it has none.
 
     Instance maps on every test view win (the kitchen layout also ships 3D-OVS masks of the

@@ -32,7 +32,7 @@ from csgaussian.semantics.query import (
     select,
     text_encoder_for,
 )
-from csgaussian.types import SceneData
+from csgaussian.types import Dataset
 
 
 def _embed(encoder: TextEncoder, texts: list[str]) -> torch.Tensor:
@@ -42,7 +42,7 @@ def _embed(encoder: TextEncoder, texts: list[str]) -> torch.Tensor:
 @torch.no_grad()
 def score_segmentation(
     scene: Scene,
-    data: SceneData,
+    data: Dataset,
     queries: str | Path | None = None,
     encoder: TextEncoder | None = None,
 ) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from ..scene.io import (
 )
 from ..scene.rendering import render_view
 from ..scene.scaffold import AnchorGrid, ScaffoldModel, scaffold_from_points
-from ..types import SceneData, View
+from ..types import Dataset, View
 from .config import TrainConfig
 
 
@@ -55,9 +55,7 @@ class TrainResult:
     scene_path: Path
 
 
-def initial_model(
-    scene: SceneData, config: TrainConfig, generator: torch.Generator
-) -> ScaffoldModel:
+def initial_model(scene: Dataset, config: TrainConfig, generator: torch.Generator) -> ScaffoldModel:
     """Anchors from the dataset's point cloud, else uniform random points inside the bounds.
 
     Random points stay inside the dataset's bounds (where the cameras look); the anchor lattice
@@ -145,7 +143,7 @@ def color_loss(
 class Trainer:
     """Owns the model, optimizer, densifier and checkpoints of one run directory."""
 
-    def __init__(self, scene: SceneData, config: TrainConfig, run_dir: Path) -> None:
+    def __init__(self, scene: Dataset, config: TrainConfig, run_dir: Path) -> None:
         self.scene = scene
         self.config = config
         self.run_dir = run_dir

@@ -42,7 +42,7 @@ from ..scene.scaffold import NeuralGaussians, ScaffoldModel
 from ..semantics.codebook import fit_codebook
 from ..semantics.field import SemanticEntropyModel, SemanticField
 from ..semantics.layer import SemanticLayer, slot_positions
-from ..types import Camera, DataError, SceneData
+from ..types import Camera, DataError, Dataset
 from .config import SemanticTrainConfig
 from .semantic_association import LeafMaskVotes, dedupe_language
 from .semantic_losses import mask_losses
@@ -80,7 +80,7 @@ class SemanticTrainer:
 
     def __init__(
         self,
-        scene: SceneData,
+        scene: Dataset,
         masks: dict[str, ViewMasks],
         text_space: str,
         config: SemanticTrainConfig,
@@ -116,7 +116,7 @@ class SemanticTrainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / SEMANTIC_CHECKPOINT_NAME
 
-    def _training_views(self, scene: SceneData, masks: dict[str, ViewMasks]) -> list[_TrainingView]:
+    def _training_views(self, scene: Dataset, masks: dict[str, ViewMasks]) -> list[_TrainingView]:
         views = []
         with torch.no_grad():
             for view in scene.train:

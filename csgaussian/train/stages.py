@@ -36,7 +36,7 @@ from ..scene.io import (
     read_run_info,
 )
 from ..semantics.encoders import DEFAULT_ENCODER, EXTERNAL_SPACE
-from ..types import SceneData
+from ..types import Dataset
 from .config import DEFAULT_PRESET, TrainConfig
 from .config import preset as preset_config
 from .loop import Trainer, TrainResult, torch_threads
@@ -190,7 +190,7 @@ def _write_base_layer(run_dir: Path, min_slot_share: float) -> None:
     write_bytes_atomic(path, encoded.data)
 
 
-def _check_features(info: RunSettings, scene: SceneData, config: TrainConfig) -> None:
+def _check_features(info: RunSettings, scene: Dataset, config: TrainConfig) -> None:
     """Read the user's features of the first training view now (DataError naming the file),
     not after stage 1; stage 2 reads every view."""
     if not info.features or not scene.train:

@@ -32,7 +32,7 @@ from ..codec.schema import EDIT_OP_TEXT, MAX_EDITS
 from ..scene.decoded import Scene
 from ..scene.edits import SceneEdit
 from ..scene.rendering import render_view
-from ..semantics.edits import EditRequest, from_slots
+from ..semantics.edit_requests import EditRequest, from_slots
 from ..semantics.query import (
     VISIBLE_SHARE,
     QueryError,
