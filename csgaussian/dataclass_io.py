@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields, is_dataclass
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any
 
 
@@ -31,3 +31,12 @@ def dataclass_from_dict(cls: type, data: dict[str, Any]) -> Any:
             value = dataclass_from_dict(type(default), value)
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def matches_saved(config: Any, saved: Any) -> bool:
+    """Whether ``saved`` (a checkpoint's ``asdict`` of a config) holds ``config``'s settings;
+    fields added since it was saved count at their defaults, so an older checkpoint resumes."""
+    try:
+        return asdict(dataclass_from_dict(type(config), saved)) == asdict(config)
+    except (TypeError, ValueError):
+        return False

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..dataclass_io import matches_saved
 from ..entropy.anchors import AnchorEntropyModel
 from ..entropy.quantize import QuantMode
 from ..eval.metrics import psnr
@@ -187,8 +188,7 @@ class Trainer:
     def load_checkpoint(self) -> None:
         """Continue exactly where the last checkpoint left off."""
         state = load_torch(self.checkpoint_path)
-        saved = state.get("config")
-        if not isinstance(saved, dict) or _normalised(saved) != self.config.to_dict():
+        if not matches_saved(self.config, state.get("config")):
             raise RunError(f"{self.checkpoint_path}: was written with another configuration")
         self.model, self.entropy = model_from_state(state["scene"], self.checkpoint_path)
         self.optimizer = build_optimizer(self.model, self.entropy, self.config, self.radius)
@@ -278,15 +278,6 @@ class Trainer:
             train_psnr=sum(r.psnr for r in recent) / max(len(recent), 1),
             scene_path=scene_path,
         )
-
-
-def _normalised(saved: dict) -> dict | None:
-    """A checkpoint's configuration with the fields added since it was written at their
-    defaults (None if it no longer parses)."""
-    try:
-        return TrainConfig.from_dict(saved).to_dict()
-    except (TypeError, ValueError):
-        return None
 
 
 @contextmanager

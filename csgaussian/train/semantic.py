@@ -26,6 +26,7 @@ from ..codec.semantic_layer import (
     transmitted_codebook,
 )
 from ..codec.stream import decode_scene
+from ..dataclass_io import matches_saved
 from ..entropy.quantize import QuantMode, quantize
 from ..preprocess.features import ViewMasks, view_stem
 from ..progress import TrainProgress
@@ -217,7 +218,7 @@ class SemanticTrainer:
 
     def load_checkpoint(self) -> None:
         state = load_torch(self.checkpoint_path)
-        if state.get("config") != asdict(self.config):
+        if not matches_saved(self.config, state.get("config")):
             raise RunError(f"{self.checkpoint_path}: was written with another configuration")
         if state.get("text_space") != self.text_space:
             raise RunError(f"{self.checkpoint_path}: was trained with other language features")
