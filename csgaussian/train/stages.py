@@ -21,15 +21,8 @@ from ..preprocess.prepare import prepare_features, read_text_space
 from ..progress import TrainProgress
 from ..run import RunDir, RunSettings
 from ..scene.io import (
-    BASE_REPORT_NAME,
-    BASE_STREAM_NAME,
-    CHECKPOINT_NAME,
-    FEATURES_DIR_NAME,
     RUN_INFO_NAME,
     SCENE_NAME,
-    SEMANTIC_CHECKPOINT_NAME,
-    STREAM_NAME,
-    STREAM_REPORT_NAME,
     RunError,
     load_torch,
     model_from_state,
@@ -136,9 +129,10 @@ def train_semantic_stages(
     resume: bool,
     quiet: bool,
 ) -> SemanticResult:
-    if not (run_dir / SCENE_NAME).is_file():
+    run = RunDir(run_dir)
+    if not run.scene.is_file():
         raise RunError(f"{run_dir}: stage 1 is not finished ({SCENE_NAME} missing)")
-    if (run_dir / SEMANTIC_CHECKPOINT_NAME).is_file() and not resume:
+    if run.semantic_checkpoint.is_file() and not resume:
         raise RunError(
             f"{run_dir}: stages 2-3 already started; continue with --resume or use a new run"
         )
@@ -151,7 +145,7 @@ def train_semantic_stages(
     started = time.perf_counter()
     with torch_threads(config.torch_threads):
         trainer = SemanticTrainer(scene, masks, text_space, config.semantic, run_dir)
-        if resume and (run_dir / SEMANTIC_CHECKPOINT_NAME).is_file():
+        if resume and run.semantic_checkpoint.is_file():
             trainer.load_checkpoint()
         cfg = config.semantic
         for stage, total in ((2, cfg.stage2_iterations), (3, cfg.stage3_iterations)):
@@ -160,11 +154,11 @@ def train_semantic_stages(
             with TrainProgress(total, quiet=quiet, description=f"stage {stage}") as progress:
                 trainer.run_stage(stage, progress)
         data, report = trainer.finish()
-    base_estimates = json.loads((run_dir / BASE_REPORT_NAME).read_text())
+    base_estimates = json.loads(run.base_report.read_text())
     report["estimated_bits"] = {**base_estimates, **report["estimated_bits"]}
-    write_bytes_atomic(run_dir / STREAM_REPORT_NAME, json.dumps(report, indent=2).encode())
-    write_bytes_atomic(run_dir / STREAM_NAME, data)  # last: its presence means the run is done
-    base_bytes = (run_dir / BASE_STREAM_NAME).stat().st_size
+    write_bytes_atomic(run.stream_report, json.dumps(report, indent=2).encode())
+    write_bytes_atomic(run.stream, data)  # last: its presence means the run is done
+    base_bytes = run.base_stream.stat().st_size
     return SemanticResult(
         stage2_iterations=cfg.stage2_iterations,
         stage3_iterations=cfg.stage3_iterations,
@@ -173,20 +167,21 @@ def train_semantic_stages(
         base_bytes=base_bytes,
         n_leaves_matched=report["n_leaves_matched"],
         n_language_entries=report["n_language_entries"],
-        stream_path=run_dir / STREAM_NAME,
+        stream_path=run.stream,
     )
 
 
 def _write_base_layer(run_dir: Path, min_slot_share: float) -> None:
     """Encode stage 1's scene into ``base.csg`` once (with its estimated bits in ``base.json``):
     stages 2-3 learn on its decoded scene."""
-    path = run_dir / BASE_STREAM_NAME
+    run = RunDir(run_dir)
+    path = run.base_stream
     if path.is_file():
         return
-    model, entropy = model_from_state(load_torch(run_dir / SCENE_NAME), run_dir / SCENE_NAME)
+    model, entropy = model_from_state(load_torch(run.scene), run.scene)
     encoded = encode_scene(model, entropy, min_slot_share)
     estimates = json.dumps(encoded.estimated_bits).encode()
-    write_bytes_atomic(run_dir / BASE_REPORT_NAME, estimates)
+    write_bytes_atomic(run.base_report, estimates)
     write_bytes_atomic(path, encoded.data)
 
 
@@ -209,7 +204,7 @@ def _features(run_dir: Path, info: RunSettings) -> tuple[Path, str | None]:
     if info.features:
         features_dir = Path(info.features)
     else:
-        features_dir = run_dir / FEATURES_DIR_NAME
+        features_dir = RunDir(run_dir).features_dir
         if read_text_space(features_dir) is None:
             encoder = info.encoder or DEFAULT_ENCODER
             prepare_features(info.data, features_dir, encoder, info.downscale)
@@ -236,12 +231,13 @@ def start_or_resume(
     that differs from them is refused, naming each.
     """
     given = {**settings.to_dict(), "data": None if data is None else str(Path(data).resolve())}
+    run = RunDir(run_dir)
     if resume:
         info = read_run_info(run_dir)
         _refuse_differing(run_dir, info, given, "--resume continues")
-        return RunSettings.from_dict(info, run_dir / RUN_INFO_NAME), False
+        return RunSettings.from_dict(info, run.info), False
     if 1 in stages:
-        if (run_dir / CHECKPOINT_NAME).is_file():
+        if run.checkpoint.is_file():
             raise RunError(
                 f"{run_dir}: already holds a run; continue it with --resume or use a new directory"
             )
@@ -254,7 +250,7 @@ def start_or_resume(
     _refuse_differing(run_dir, info, fixed, f"--stages {','.join(map(str, stages))} continues")
     info.update({k: given[k] for k in SEMANTIC_SETTINGS if given.get(k) is not None})
     info["stages"] = list(stages)
-    return RunSettings.from_dict(info, run_dir / RUN_INFO_NAME), True
+    return RunSettings.from_dict(info, run.info), True
 
 
 SEMANTIC_SETTINGS = ("features", "encoder", "level", "seed")
