@@ -389,7 +389,7 @@ def _encode(args: argparse.Namespace, console: Console) -> None:
 
 
 def _decode(args: argparse.Namespace, console: Console) -> None:
-    report = api.decode_to(args.stream, args.output, base_only=args.base_only)
+    report = api.decode_to(args.stream, args.output, base_only=args.base_only, quiet=False)
     console.print(summary_table(f"decoded {args.stream}", report))
 
 
