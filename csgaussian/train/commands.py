@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from ..codec.stream import MIN_SLOT_SHARE, EncodedScene, decode_scene, encode_scene
+from ..data import load_scene
 from ..fileio import write_bytes_atomic
-from ..run import RunSettings, load_trained
-from ..scene.io import STREAM_NAME, STREAM_REPORT_NAME, RunError
+from ..run import RunDir, RunSettings, load_trained
+from ..scene.io import STREAM_NAME, STREAM_REPORT_NAME, RunError, read_run_info
 from ..semantics.encoders import DEFAULT_ENCODER
+from ..types import Camera
 from .stages import RunResult
 
 
@@ -104,7 +106,8 @@ def encode(
     A run whose stages 2-3 finished has its progressive stream (base + semantic layer) already
     made; it is copied (its base layer is the one the semantic field was learned on, so
     ``min_slot_share`` cannot change it). Otherwise the stage-1 scene is encoded as a base-only
-    stream, dropping offset slots used by fewer than ``min_slot_share`` of the anchors.
+    stream, dropping offset slots used by fewer than ``min_slot_share`` of the anchors, with the
+    run's training cameras (``TrainConfig.stream_cameras`` of them) when its dataset is there.
     """
     source = Path(source)
     if (source / STREAM_NAME).is_file():
@@ -112,9 +115,24 @@ def encode(
     model, entropy = load_trained(source)
     if entropy is None:
         raise RunError(f"{source}: trained without the rate term (--lambda 0); nothing to encode")
-    encoded = encode_scene(model, entropy, min_slot_share)
+    encoded = encode_scene(model, entropy, min_slot_share, *_training_cameras(source))
     write_bytes_atomic(stream_path, encoded.data)
     return encoded
+
+
+def _training_cameras(source: Path) -> tuple[list[Camera], int]:
+    """The training cameras of the run ``source`` and how many of them its stream stores; none
+    when ``source`` is not a run directory or its dataset is gone."""
+    from .stages import training_config
+
+    run = RunDir(source)
+    if not run.info.is_file():
+        return [], 0
+    settings = RunSettings.from_dict(read_run_info(source), run.info)
+    if settings.data is None or not Path(settings.data).is_dir():
+        return [], 0
+    dataset = load_scene(settings.data, downscale=settings.downscale or 1, load_instances=False)
+    return [view.camera for view in dataset.train], training_config(settings).stream_cameras
 
 
 def _finished_stream(run_dir: Path, stream_path: str | Path, min_slot_share: float) -> EncodedScene:
