@@ -237,6 +237,18 @@ def with_edits(data: bytes, edits: list[SceneEdit]) -> bytes:
     return write_container(kept, kept_layers, optional)
 
 
+def without_cameras(data: bytes) -> bytes:
+    """The stream ``data`` without its optional ``cameras`` section (if any); every other
+    section is copied byte for byte, with its optional bit."""
+    sections = read_container(data)
+    if CAMERAS_SECTION not in sections:
+        return data
+    layers = section_layers(data)
+    kept = [(name, payload) for name, payload in sections.items() if name != CAMERAS_SECTION]
+    optional = optional_sections(data) - {CAMERAS_SECTION}
+    return write_container(kept, {n: layers[n] for n, _ in kept}, optional)
+
+
 def _known_sections(
     data: bytes, sections: dict[str, bytes]
 ) -> tuple[dict[str, bytes], dict[str, str], list[str]]:
