@@ -156,7 +156,7 @@ def encode_scene(
     stored = spread_cameras(list(cameras), max_cameras)
     if stored:
         sections.append((CAMERAS_SECTION, encode_cameras(stored)))
-    data = write_container(sections, optional=OPTIONAL_SECTIONS if stored else ())
+    data = write_container(sections, optional=OPTIONAL_SECTIONS & {n for n, _ in sections})
     coded.eval()
     return EncodedScene(data, {n: len(p) for n, p in sections}, estimated, coded)
 
@@ -175,6 +175,8 @@ def decode_scene(data: bytes, base_only: bool = False, max_memory: int | None = 
     cut inside it, or one whose semantic layer this build does not know, decodes as a base-only
     scene whose ``notes`` say why. The edit layer (:mod:`csgaussian.codec.edit_layer`) is read
     in either case (its selections need no semantics); a cut or unknown one is left out, noted.
+    The optional ``cameras`` section becomes ``Scene.cameras``; optional sections this build
+    does not know are skipped, noted (docs/format.md §2.1).
 
     Every metadata field is checked against its schema (:mod:`csgaussian.codec.schema`) and the
     memory the decoding needs is computed from them before anything is allocated: a file that

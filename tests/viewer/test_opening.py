@@ -43,3 +43,10 @@ def test_a_stream_with_cameras_opens_at_its_first_one(tiny_run):
         world_to_camera[2, :3]
     )
     assert math.isclose(look[2], float(depths[depths > 0].median()), rel_tol=0.1)
+
+
+def test_the_viewers_edited_scene_keeps_the_cameras(tiny_run):
+    from csgaussian.viewer.session import ViewerSession
+
+    scene = api.decode(tiny_run / "stream.csg")
+    assert ViewerSession(scene, tiny_run / "stream.csg").edited_scene().cameras == scene.cameras
