@@ -70,6 +70,13 @@ def spread_cameras(cameras: list[Camera], count: int = MAX_CAMERAS) -> list[Came
     return [cameras[i] for i in sorted(chosen)]
 
 
+def within_max_side(camera: Camera) -> Camera:
+    """``camera``, its image scaled down to at most :data:`MAX_SIDE` pixels a side when larger
+    (the same viewpoint and field of view: what the section can hold)."""
+    side = max(camera.width, camera.height)
+    return camera if side <= MAX_SIDE else camera.scaled(MAX_SIDE / side)
+
+
 def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
     """The unit quaternion (w, x, y, z), ``w >= 0``, of a rotation matrix ``[3, 3]`` (Shepperd's
     method: the largest of the four squared components is taken from the diagonal)."""
@@ -113,7 +120,8 @@ def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
 
 
 def encode_cameras(cameras: list[Camera]) -> bytes:
-    """The section's payload for ``cameras`` (1 .. :data:`MAX_CAMERAS`, in the stored order).
+    """The section's payload for ``cameras`` (1 .. :data:`MAX_CAMERAS`, in the stored order;
+    larger images scaled down to :data:`MAX_SIDE` first, :func:`within_max_side`).
 
     Raises:
         ValueError: a count out of range, or a camera the decoder would refuse (not a rotation,
@@ -123,7 +131,7 @@ def encode_cameras(cameras: list[Camera]) -> bytes:
         raise ValueError(f"the cameras section holds 1..{MAX_CAMERAS} cameras, got {len(cameras)}")
     table: list[tuple[int, int, float, float, float, float]] = []
     poses = np.zeros(len(cameras), _POSE)
-    for pose, camera in zip(poses, cameras, strict=True):
+    for pose, camera in zip(poses, map(within_max_side, cameras), strict=True):
         view = camera.viewmat.double().numpy()
         K = camera.K.float().double().numpy()
         rotation = view[:3, :3]

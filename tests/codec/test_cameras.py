@@ -150,8 +150,16 @@ def test_the_encoder_refuses_what_the_decoder_would(cameras):
     skewed = Camera(cameras[0].viewmat * 2, cameras[0].K, 48, 40)
     with pytest.raises(ValueError, match="not a rotation"):
         encode_cameras([skewed])
-    with pytest.raises(ValueError, match="width or height"):
-        encode_cameras([Camera(cameras[0].viewmat, cameras[0].K, MAX_SIDE + 1, 40)])
+    with pytest.raises(ValueError, match="focal length"):
+        encode_cameras([Camera(cameras[0].viewmat, cameras[0].K * 1e7, 48, 40)])
+
+
+def test_a_larger_image_is_stored_at_the_largest_side_with_its_field_of_view(cameras):
+    big = cameras[0].scaled(3 * MAX_SIDE / cameras[0].width)
+    (stored,) = decode_cameras(encode_cameras([big]))
+    assert stored.width == MAX_SIDE and abs(stored.height - big.height / 3) <= 1
+    assert torch.allclose(stored.K[:2], big.K[:2] / 3, rtol=1e-5)
+    assert torch.allclose(stored.viewmat, big.viewmat, atol=1e-6)
 
 
 def test_the_golden_stream_with_cameras_decodes_them(cameras):
