@@ -8,7 +8,10 @@ rate term at several lambdas, for the INR hyperprior (the paper's) and the hash-
 * ``3DGS PLY``: that run exported as a standard 3DGS PLY (SH degree 3, the export's closed-form
   fit: ``PLY_FIT_ITERATIONS``), rendered back by the plain SH rasterizer;
 * ``fp16 + lzma``: that run's tensors cast to float16, concatenated and compressed with lzma;
-* ``INR hyperprior`` and ``hash-grid hyperprior``: ``.csg`` streams from ``api.encode``.
+* ``INR hyperprior`` and ``hash-grid hyperprior``: ``.csg`` streams from ``api.encode``, with
+  no capture cameras (``max_cameras=0``): the figures count the coded scene, as the paper and
+  its peers do, not the optional pose side channel (docs/format.md §3.7, 486 bytes for 16
+  cameras of one capture).
 
 Every run is trained once per ``--seeds`` entry; the tables give each seed's points and their
 mean with the spread (min-max), and the headline figures are read from the means. Writes
@@ -264,7 +267,7 @@ def coded_point(
     stream = settings.out / "streams" / f"{run_dir.name}.csg"
     stream.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    encoded = api.encode(run_dir, stream)
+    encoded = api.encode(run_dir, stream, max_cameras=0)
     encode_s = time.perf_counter() - started
     started = time.perf_counter()
     api.decode(stream)
