@@ -45,6 +45,7 @@ KNOWN_SECTIONS = (
     "feature",
     "scaling",
     "offsets",
+    "cameras",
     "semantic_meta",
     "semantic_mlp",
     "semantic_hyperprior",
@@ -79,7 +80,7 @@ INTERESTING_NUMBERS = (
 )
 INTERESTING_WORDS = (0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF)
 
-Section = list[Any]  # [name, payload bytes, layer]
+Section = list[Any]  # [name, payload bytes, layer, optional bit]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,10 +88,13 @@ Section = list[Any]  # [name, payload bytes, layer]
 
 
 def _sections(data: bytes) -> list[Section]:
-    from csgaussian.codec.container import read_container, section_layers
+    from csgaussian.codec.container import optional_sections, read_container, section_layers
 
-    layers = section_layers(data)
-    return [[name, payload, layers[name]] for name, payload in read_container(data).items()]
+    layers, optional = section_layers(data), optional_sections(data)
+    return [
+        [name, payload, layers[name], name in optional]
+        for name, payload in read_container(data).items()
+    ]
 
 
 def _json_paths(value: Any, path: tuple = ()) -> list[tuple]:
@@ -278,13 +282,18 @@ def mutate_sections(rng: random.Random, sections: list[Section]) -> str:
         names = {s[0] for s in sections}
         if name in names:
             name = f"{name[:28]}_2"
-        sections.append([name, source[1], rng.choice([source[2], "base", "semantic"])])
+        layer = rng.choice([source[2], "base", "semantic"])
+        sections.append([name, source[1], layer, rng.choice([source[3], not source[3]])])
         return f"{source[0]} duplicated as {name}"
     if op < 0.8 and sections:
         section = rng.choice(sections)
         old = section[0]
         section[0] = rng.choice([*KNOWN_SECTIONS, "unknown", old.upper()])
         return f"{old} renamed {section[0]}"
+    if op < 0.9 and sections:
+        section = rng.choice(sections)
+        section[3] = not section[3]
+        return f"{section[0]} optional bit {'set' if section[3] else 'cleared'}"
     if sections:
         section = rng.choice(sections)
         section[2] = "semantic" if section[2] == "base" else "base"
@@ -324,15 +333,17 @@ def _write(sections: list[Section]) -> bytes:
     seen: set[str] = set()
     rank = {"base": 0, "semantic": 1, "edit": 2}
     ordered = sorted(sections, key=lambda s: rank[s[2]])[:MAX_SECTIONS]
-    out, layers = [], {}
-    for name, payload, layer in ordered:
+    out, layers, optional = [], {}, set()
+    for name, payload, layer, is_optional in ordered:
         name = "".join(c for c in name if c.isascii() and c.isprintable())[:MAX_NAME_LEN] or "x"
         while name in seen:
             name = f"{name[: MAX_NAME_LEN - 1]}_"[-MAX_NAME_LEN:]
         seen.add(name)
         out.append((name, bytes(payload)))
         layers[name] = layer
-    return write_container(out, layers)
+        if is_optional:
+            optional.add(name)
+    return write_container(out, layers, optional)
 
 
 def _table_mutation(rng: random.Random, data: bytes) -> tuple[bytes, str]:
@@ -352,7 +363,7 @@ def _table_mutation(rng: random.Random, data: bytes) -> tuple[bytes, str]:
     at = rng.choice(entries)
     layer, length, crc = _ENTRY.unpack_from(header, at)
     if rng.random() < 0.3:
-        layer = rng.choice([0, 1, 2, 255])
+        layer = rng.choice([0, 1, 2, 0x80, 0x81, 0x83, 255])
         what = f"layer code {layer}"
     else:
         length = max(0, length + rng.choice([-1, 1, -8, 8, 1 << 20, 1 << 40, -length]))

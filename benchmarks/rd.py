@@ -6,7 +6,10 @@ rate term at several lambdas, for the INR hyperprior (the paper's) and the hash-
 
 * ``scaffold fp32``: the uncompressed run, every tensor a renderer needs as float32;
 * ``fp16 + lzma``: that run's tensors cast to float16, concatenated and compressed with lzma;
-* ``INR hyperprior`` and ``hash-grid hyperprior``: ``.csg`` streams from ``api.encode``.
+* ``INR hyperprior`` and ``hash-grid hyperprior``: ``.csg`` streams from ``api.encode``, with
+  no capture cameras (``max_cameras=0``): the figures count the coded scene, as the paper and
+  its peers do, not the optional pose side channel (docs/format.md §3.7, 486 bytes for 16
+  cameras of one capture).
 
 The standard 3DGS PLY a receiver exports from a stream is measured by ``benchmarks/export.py``
 (results in ``results/export/``), against the decoded model it comes from.
@@ -241,7 +244,7 @@ def coded_point(
     stream = settings.out / "streams" / f"{run_dir.name}.csg"
     stream.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    encoded = api.encode(run_dir, stream)
+    encoded = api.encode(run_dir, stream, max_cameras=0)
     encode_s = time.perf_counter() - started
     started = time.perf_counter()
     api.decode(stream)

@@ -7,7 +7,8 @@ Layout (little-endian)::
     flags      u16  reserved, 0
     n_sections u16
     per section:
-        name_len u8, name ascii[name_len], layer u8 (0 base, 1 semantic, 2 edit),
+        name_len u8, name ascii[name_len],
+        layer u8: code (0 base, 1 semantic, 2 edit) | OPTIONAL_BIT (0x80) for an optional section,
         length u64 (payload bytes), crc u32 (zlib.crc32 of the payload)
     header_crc u32  zlib.crc32 of every byte above
     payloads, in table order
@@ -17,6 +18,10 @@ receiver's edit list, :mod:`csgaussian.codec.edit_layer`); ``write_container`` e
 cut inside a later layer still holds complete, checksummed earlier layers;
 ``read_container(..., partial_ok=True)`` returns the sections of the layers before the cut then.
 A cut inside the base layer, any checksum mismatch and any malformed header are always errors.
+
+Optional sections (docs/format.md §2.1): a section written with :data:`OPTIONAL_BIT` may be
+skipped by a reader that does not know its name (:func:`skipped_sections`); one without it must be
+refused. So a new optional section does not break the readers built before it.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import os
 import stat
 import struct
 import zlib
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Collection, Mapping, Sequence
+from typing import Literal, NamedTuple
 
 from ..types import StreamError
 
@@ -40,6 +45,9 @@ MAX_SECTIONS = 64
 MAX_NAME_LEN = 32
 _LAYER_CODES: dict[str, int] = {"base": 0, "semantic": 1, "edit": 2}
 _LAYER_NAMES = {v: k for k, v in _LAYER_CODES.items()}
+OPTIONAL_BIT = 0x80
+"""Bit 7 of a table entry's layer byte: the section is optional (a reader that does not know its
+name skips it). The layer code is the byte's other bits."""
 _FIXED = struct.Struct("<4sHHH")
 _ENTRY = struct.Struct("<BQI")  # layer, length, crc (after the name)
 _CRC = struct.Struct("<I")
@@ -54,8 +62,20 @@ def _check_name(name: str) -> bytes:
     return raw
 
 
+class TableEntry(NamedTuple):
+    """One verified section-table entry."""
+
+    name: str
+    layer: Layer
+    length: int
+    crc: int
+    optional: bool
+
+
 def write_container(
-    sections: Sequence[tuple[str, bytes]], layers: Mapping[str, Layer] | None = None
+    sections: Sequence[tuple[str, bytes]],
+    layers: Mapping[str, Layer] | None = None,
+    optional: Collection[str] = (),
 ) -> bytes:
     """Serialise named payloads into one stream.
 
@@ -63,6 +83,8 @@ def write_container(
         sections: (name, payload) in stream order; names unique.
         layers: name -> "base" | "semantic" | "edit"; unlisted sections are "base". The layers
             must come in that order.
+        optional: names of the sections written with :data:`OPTIONAL_BIT` (a copy of a stream
+            passes :func:`optional_sections` of the original).
 
     Returns:
         The stream bytes.
@@ -70,9 +92,10 @@ def write_container(
     layers = layers or {}
     if len(sections) > MAX_SECTIONS:
         raise ValueError(f"{len(sections)} sections, at most {MAX_SECTIONS} allowed")
-    unknown = set(layers) - {n for n, _ in sections}
+    names = {n for n, _ in sections}
+    unknown = (set(layers) | set(optional)) - names
     if unknown:
-        raise ValueError(f"layers given for unknown sections {sorted(unknown)}")
+        raise ValueError(f"layers or optional bits given for unknown sections {sorted(unknown)}")
     header = bytearray(_FIXED.pack(MAGIC, FORMAT_VERSION, 0, len(sections)))
     seen: set[str] = set()
     last_layer = "base"
@@ -88,13 +111,14 @@ def write_container(
             raise ValueError(f"{layer} section '{name}' after a {last_layer} section")
         last_layer = layer
         header += bytes([len(raw)]) + raw
-        header += _ENTRY.pack(_LAYER_CODES[layer], len(payload), zlib.crc32(payload))
+        code = _LAYER_CODES[layer] | (OPTIONAL_BIT if name in optional else 0)
+        header += _ENTRY.pack(code, len(payload), zlib.crc32(payload))
     header += _CRC.pack(zlib.crc32(header))
     return bytes(header) + b"".join(bytes(p) for _, p in sections)
 
 
-def _parse_table(data: bytes) -> tuple[list[tuple[str, str, int, int]], int]:
-    """Validate the header; return [(name, layer, length, crc)] and the payload start offset."""
+def _parse_table(data: bytes) -> tuple[list[TableEntry], int]:
+    """Validate the header; return its entries and the payload start offset."""
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise StreamError("not a csgaussian stream (bad magic)")
     if len(data) < _FIXED.size:
@@ -111,7 +135,7 @@ def _parse_table(data: bytes) -> tuple[list[tuple[str, str, int, int]], int]:
     if count > MAX_SECTIONS:
         raise StreamError(f"section count {count} exceeds the limit of {MAX_SECTIONS}")
     pos = _FIXED.size
-    table: list[tuple[str, str, int, int]] = []
+    table: list[TableEntry] = []
     for i in range(count):
         if pos >= len(data):
             raise StreamError(f"truncated stream: section table entry {i} is missing")
@@ -127,24 +151,27 @@ def _parse_table(data: bytes) -> tuple[list[tuple[str, str, int, int]], int]:
         raw = data[pos + 1 : pos + 1 + n]
         if not all(0x20 <= b < 0x7F for b in raw):
             raise StreamError(f"section table entry {i}: name is not printable ascii")
-        layer_code, length, crc = _ENTRY.unpack_from(data, pos + 1 + n)
+        layer_byte, length, crc = _ENTRY.unpack_from(data, pos + 1 + n)
+        layer_code = layer_byte & ~OPTIONAL_BIT
         if layer_code not in _LAYER_NAMES:
             raise StreamError(f"section table entry {i}: unknown layer code {layer_code}")
-        table.append((raw.decode("ascii"), _LAYER_NAMES[layer_code], length, crc))
+        optional = bool(layer_byte & OPTIONAL_BIT)
+        name = raw.decode("ascii")
+        table.append(TableEntry(name, _LAYER_NAMES[layer_code], length, crc, optional))
         pos += need
     if len(data) - pos < _CRC.size:
         raise StreamError("truncated stream: header checksum is missing")
     (header_crc,) = _CRC.unpack_from(data, pos)
     if zlib.crc32(data[:pos]) != header_crc:
         raise StreamError("checksum mismatch in stream header")
-    names = [t[0] for t in table]
+    names = [t.name for t in table]
     if len(set(names)) != len(names):
         raise StreamError("duplicate section names in section table")
-    codes = [_LAYER_CODES[t[1]] for t in table]
+    codes = [_LAYER_CODES[t.layer] for t in table]
     for i in range(1, len(codes)):
         if codes[i] < codes[i - 1]:
             raise StreamError(
-                f"{table[i][1]} section after a {table[i - 1][1]} section in section table"
+                f"{table[i].layer} section after a {table[i - 1].layer} section in section table"
             )
     return table, pos + _CRC.size
 
@@ -167,12 +194,12 @@ def read_container(data: bytes, *, partial_ok: bool = False) -> dict[str, bytes]
     data = bytes(data)
     table, pos = _parse_table(data)
     out: dict[str, bytes] = {}
-    for name, layer, length, crc in table:
+    for name, layer, length, crc, _ in table:
         remain = len(data) - pos
         if length > remain:
             if partial_ok and layer != "base":
                 cut = _LAYER_CODES[layer]
-                return {n: out[n] for n, lay, _, _ in table if _LAYER_CODES[lay] < cut}
+                return {t.name: out[t.name] for t in table if _LAYER_CODES[t.layer] < cut}
             raise StreamError(
                 f"truncated stream: section '{name}' needs {length} bytes, {remain} remain"
             )
@@ -204,7 +231,7 @@ def read_stream(path: str | os.PathLike[str], max_bytes: int) -> bytes:
         with open(path, "rb") as handle:
             head = handle.read(HEADER_LIMIT)
             table, start = _parse_table(head)
-            declared = start + sum(length for _, _, length, _ in table)
+            declared = start + sum(t.length for t in table)
             if declared - start > max_bytes:
                 raise StreamError(
                     f"header declares {declared - start} bytes of sections, over the memory "
@@ -233,4 +260,31 @@ def _file_kind(mode: int) -> str:
 def section_layers(data: bytes) -> dict[str, Layer]:
     """Section name -> layer, from a verified header (payloads are not read)."""
     table, _ = _parse_table(bytes(data))
-    return {name: layer for name, layer, _, _ in table}  # type: ignore[misc]
+    return {t.name: t.layer for t in table}
+
+
+def optional_sections(data: bytes) -> frozenset[str]:
+    """Names of the sections marked optional, from a verified header (payloads are not read)."""
+    table, _ = _parse_table(bytes(data))
+    return frozenset(t.name for t in table if t.optional)
+
+
+def skipped_sections(data: bytes, known: Mapping[str, bool]) -> frozenset[str]:
+    """The sections of ``data`` that a reader knowing ``known`` (name -> optional) skips.
+
+    Those are the unknown sections marked optional. A known section whose optional bit differs
+    from ``known`` is refused; an unknown one without the bit is left to its layer's reader,
+    which refuses it.
+
+    Raises:
+        StreamError: a known required section marked optional, or a known optional one not.
+    """
+    table, _ = _parse_table(bytes(data))
+    for entry in table:
+        if entry.name in known and known[entry.name] != entry.optional:
+            kind = "optional" if known[entry.name] else "required"
+            raise StreamError(
+                f"section '{entry.name}' is {kind} but its optional bit is "
+                f"{'set' if entry.optional else 'clear'}"
+            )
+    return frozenset(t.name for t in table if t.optional and t.name not in known)

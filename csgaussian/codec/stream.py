@@ -3,8 +3,9 @@
 Base layer, in order: ``meta`` (zlib-compressed JSON: shapes, lattice, entropy-model config),
 ``positions`` (octree), ``masks`` (offset masks, one probability per offset slot), ``renderer``
 (the three MLPs and the background, int8-coded), ``hyperprior`` (MLP #1, int10-coded), then
-``feature``, ``scaling`` and ``offsets`` coded with the hyperprior's per-symbol Gaussians. The
-decoder needs this file and nothing else.
+``feature``, ``scaling`` and ``offsets`` coded with the hyperprior's per-symbol Gaussians, and
+optionally ``cameras`` (a few capture poses, :mod:`csgaussian.codec.cameras`). The decoder needs
+this file and nothing else.
 
 Both sides derive every coding distribution from the same inputs: the decoded lattice cells, the
 decoded hyperprior weights, evaluated in float64, then snapped by
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -24,13 +26,24 @@ from ..entropy.anchors import GROUP_PARAMETERS, AnchorEntropyModel, RateConfig, 
 from ..scene.decoded import Scene
 from ..scene.edits import SceneEdit
 from ..scene.scaffold import AnchorGrid, ScaffoldConfig, ScaffoldModel
+from ..types import Camera
 from . import budget, schema
-from .container import StreamError, read_container, section_layers, write_container
+from .cameras import MAX_CAMERAS, decode_cameras, encode_cameras, spread_cameras
+from .cameras import SECTION as CAMERAS_SECTION
+from .container import (
+    StreamError,
+    optional_sections,
+    read_container,
+    section_layers,
+    skipped_sections,
+    write_container,
+)
 from .edit_layer import SECTION as EDIT_SECTION
 from .edit_layer import decode_edits, encode_edit_layer, read_edit_meta
 from .flags import decode_flags, encode_flags
 from .hyperprior import hyperprior_params, pack_hyperprior, unpack_hyperprior
 from .octree import canonical_order, decode_positions, encode_positions, positions_header
+from .semantic_layer import SECTIONS as SEMANTIC_SECTIONS
 from .semantic_layer import decode_semantic_layer, read_semantic_meta
 from .weights import pack_tensors, unpack_tensors
 
@@ -74,15 +87,23 @@ def slots_in_use(keep: torch.Tensor, min_share: float) -> torch.Tensor:
 
 
 def encode_scene(
-    model: ScaffoldModel, entropy: AnchorEntropyModel, min_slot_share: float = MIN_SLOT_SHARE
+    model: ScaffoldModel,
+    entropy: AnchorEntropyModel,
+    min_slot_share: float = MIN_SLOT_SHARE,
+    cameras: Sequence[Camera] = (),
+    max_cameras: int = MAX_CAMERAS,
 ) -> EncodedScene:
     """Quantize and entropy-code ``model`` with its trained ``entropy`` model (the base layer).
 
     Offset slots used by fewer than ``min_slot_share`` of the anchors are dropped (0 keeps every
     slot some anchor uses); the renderer and hyperprior rows of unused slots are sent as zeros.
+    ``cameras`` (the capture's, e.g. the training views') add the optional ``cameras`` section
+    with at most ``max_cameras`` of them spread over the capture (none: no section).
     """
     if not 0.0 <= min_slot_share < 1.0:
         raise ValueError(f"min_slot_share must lie in [0, 1), got {min_slot_share}")
+    if not 0 <= max_cameras <= MAX_CAMERAS:
+        raise ValueError(f"max_cameras must lie in 0..{MAX_CAMERAS}, got {max_cameras}")
     with torch.no_grad():
         keep = model.active_slots()  # [N, K]
         in_use = slots_in_use(keep, min_slot_share)
@@ -132,7 +153,10 @@ def encode_scene(
         ("hyperprior", hyper_blob),
         *((group, payloads[group]) for group in hyperprior.groups),
     ]
-    data = write_container(sections)
+    stored = spread_cameras(list(cameras), max_cameras)
+    if stored:
+        sections.append((CAMERAS_SECTION, encode_cameras(stored)))
+    data = write_container(sections, optional=OPTIONAL_SECTIONS & {n for n, _ in sections})
     coded.eval()
     return EncodedScene(data, {n: len(p) for n, p in sections}, estimated, coded)
 
@@ -151,6 +175,8 @@ def decode_scene(data: bytes, base_only: bool = False, max_memory: int | None = 
     cut inside it, or one whose semantic layer this build does not know, decodes as a base-only
     scene whose ``notes`` say why. The edit layer (:mod:`csgaussian.codec.edit_layer`) is read
     in either case (its selections need no semantics); a cut or unknown one is left out, noted.
+    The optional ``cameras`` section becomes ``Scene.cameras``; optional sections this build
+    does not know are skipped, noted (docs/format.md §2.1).
 
     Every metadata field is checked against its schema (:mod:`csgaussian.codec.schema`) and the
     memory the decoding needs is computed from them before anything is allocated: a file that
@@ -160,12 +186,11 @@ def decode_scene(data: bytes, base_only: bool = False, max_memory: int | None = 
     (:func:`budget.check_edits_fit`), before the base layer is decoded.
     """
     limit = budget.resolve_limit(max_memory)
-    sections = read_container(data, partial_ok=True)
-    layers = section_layers(data)
+    sections, layers, notes = _known_sections(data, read_container(data, partial_ok=True))
     meta = _read_meta(sections, layers)
     semantic_names = [n for n, layer in layers.items() if layer == "semantic"]
     need = budget.base_memory(meta.config, meta.rate, meta.n_anchors)
-    semantic_meta, notes = None, []
+    semantic_meta = None
     if base_only and semantic_names:
         notes.append("semantic layer skipped (base only)")
     elif any(name not in sections for name in semantic_names):
@@ -186,29 +211,56 @@ def decode_scene(data: bytes, base_only: bool = False, max_memory: int | None = 
     )
     edits = [] if edit_meta is None else decode_edits(sections, edit_meta)
     budget.check_edits_fit(mask, edits, limit, held=sum(need.held.values()))
+    cameras = decode_cameras(sections[CAMERAS_SECTION]) if CAMERAS_SECTION in sections else []
     model = _decode_base(sections, meta, mask)
     semantics = None
     if semantic_meta is not None and semantic_meta.known:
         semantics = decode_semantic_layer(sections, model, semantic_meta)
-    return Scene(model, semantics, notes, edits)
+    return Scene(model, semantics, notes, edits, cameras)
 
 
 def with_edits(data: bytes, edits: list[SceneEdit]) -> bytes:
     """The stream ``data`` with its edit layer replaced by ``edits`` (none: no edit layer).
 
-    The base and semantic layers' sections are copied through byte for byte; nothing is
-    re-encoded. The stream must be whole (edits are appended after its last layer).
+    The base and semantic layers' sections (optional ones included, with their optional bit)
+    are copied through byte for byte; nothing is re-encoded. The stream must be whole (edits are
+    appended after its last layer).
     """
     sections = read_container(data)
     layers = section_layers(data)
-    meta = _read_meta(sections, layers)
+    meta = _read_meta(*_known_sections(data, sections)[:2])
     kept = [(name, payload) for name, payload in sections.items() if layers[name] != "edit"]
     kept_layers = {name: layers[name] for name, _ in kept}
+    optional = optional_sections(data) & set(kept_layers)
     if edits:
         payload = encode_edit_layer(edits, meta.n_anchors, meta.config.n_offsets)
         kept.append((EDIT_SECTION, payload))
         kept_layers[EDIT_SECTION] = "edit"
-    return write_container(kept, kept_layers)
+    return write_container(kept, kept_layers, optional)
+
+
+def without_cameras(data: bytes) -> bytes:
+    """The stream ``data`` without its optional ``cameras`` section (if any); every other
+    section is copied byte for byte, with its optional bit."""
+    sections = read_container(data)
+    if CAMERAS_SECTION not in sections:
+        return data
+    layers = section_layers(data)
+    kept = [(name, payload) for name, payload in sections.items() if name != CAMERAS_SECTION]
+    optional = optional_sections(data) - {CAMERAS_SECTION}
+    return write_container(kept, {n: layers[n] for n, _ in kept}, optional)
+
+
+def _known_sections(
+    data: bytes, sections: dict[str, bytes]
+) -> tuple[dict[str, bytes], dict[str, str], list[str]]:
+    """``sections`` and their layers without the optional sections this build does not know
+    (docs/format.md §2.1), and a note naming those; a known section whose optional bit is wrong
+    is refused (StreamError)."""
+    skipped = skipped_sections(data, KNOWN_SECTIONS)
+    layers = {n: layer for n, layer in section_layers(data).items() if n not in skipped}
+    notes = [f"skipped unknown optional section(s) {', '.join(sorted(skipped))}"] if skipped else []
+    return {n: p for n, p in sections.items() if n not in skipped}, layers, notes
 
 
 def _decode_base(sections: dict[str, bytes], meta: BaseMeta, mask: torch.Tensor) -> ScaffoldModel:
@@ -242,7 +294,16 @@ def _decode_base(sections: dict[str, bytes], meta: BaseMeta, mask: torch.Tensor)
 
 
 BASE_SECTIONS = ("meta", "positions", "masks", "renderer", "hyperprior", *GROUP_PARAMETERS)
-"""The base layer's sections: a stream of this format version holds these and no others."""
+"""The base layer's required sections: a stream of this format version holds these, the
+optional ones of :data:`OPTIONAL_SECTIONS` it has, and base sections this build does not know
+only when they are optional (skipped)."""
+OPTIONAL_SECTIONS = frozenset({CAMERAS_SECTION})
+"""The optional sections this build knows (written with the container's optional bit)."""
+KNOWN_SECTIONS: dict[str, bool] = {
+    **dict.fromkeys((*BASE_SECTIONS, *SEMANTIC_SECTIONS, EDIT_SECTION), False),
+    **dict.fromkeys(OPTIONAL_SECTIONS, True),
+}
+"""Every section name this build reads -> whether it is optional."""
 
 
 @dataclass(frozen=True)
@@ -263,9 +324,13 @@ def _read_meta(sections: dict[str, bytes], layers: dict[str, str]) -> BaseMeta:
     misplaced = [name for name in BASE_SECTIONS if layers.get(name) != "base"]
     if misplaced:
         raise StreamError(f"base section(s) {', '.join(misplaced)} outside the base layer")
-    unknown = [n for n, layer in layers.items() if layer == "base" and n not in BASE_SECTIONS]
+    known = (*BASE_SECTIONS, *OPTIONAL_SECTIONS)
+    unknown = [n for n, layer in layers.items() if layer == "base" and n not in known]
     if unknown:
         raise StreamError(f"unexpected section(s) {', '.join(unknown)} in the base layer")
+    misplaced = [n for n in OPTIONAL_SECTIONS if n in layers and layers[n] != "base"]
+    if misplaced:
+        raise StreamError(f"base section(s) {', '.join(misplaced)} outside the base layer")
     meta = schema.read_json_meta(sections["meta"], META_LIMIT, "stream metadata")
     if not isinstance(meta, dict) or meta.get("format") != "csgaussian":
         raise StreamError("stream metadata is not csgaussian's")

@@ -7,11 +7,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..codec.stream import MIN_SLOT_SHARE, EncodedScene, decode_scene, encode_scene
+from ..codec.cameras import SECTION as CAMERAS_SECTION
+from ..codec.stream import (
+    MIN_SLOT_SHARE,
+    EncodedScene,
+    decode_scene,
+    encode_scene,
+    without_cameras,
+)
+from ..data import load_scene
 from ..fileio import write_bytes_atomic
-from ..run import RunSettings, load_trained
-from ..scene.io import STREAM_NAME, STREAM_REPORT_NAME, RunError
+from ..run import RunDir, RunSettings, load_trained
+from ..scene.io import STREAM_NAME, STREAM_REPORT_NAME, RunError, read_run_info
 from ..semantics.encoders import DEFAULT_ENCODER
+from ..types import Camera
 from .stages import RunResult
 
 
@@ -97,34 +106,64 @@ def text_features(texts: list[str], clip: str | Path, out: str | Path) -> dict[s
 
 
 def encode(
-    source: str | Path, stream_path: str | Path, min_slot_share: float = MIN_SLOT_SHARE
+    source: str | Path,
+    stream_path: str | Path,
+    min_slot_share: float = MIN_SLOT_SHARE,
+    max_cameras: int | None = None,
 ) -> EncodedScene:
     """Write a run's stream to one ``.csg`` file (atomically).
 
     A run whose stages 2-3 finished has its progressive stream (base + semantic layer) already
     made; it is copied (its base layer is the one the semantic field was learned on, so
-    ``min_slot_share`` cannot change it). Otherwise the stage-1 scene is encoded as a base-only
-    stream, dropping offset slots used by fewer than ``min_slot_share`` of the anchors.
+    ``min_slot_share`` cannot change it; ``max_cameras`` 0 drops its optional cameras section,
+    None keeps it). Otherwise the stage-1 scene is encoded as a base-only stream, dropping
+    offset slots used by fewer than ``min_slot_share`` of the anchors, with up to
+    ``max_cameras`` of the run's training cameras (None: its ``TrainConfig.stream_cameras``)
+    when its dataset is there.
     """
     source = Path(source)
     if (source / STREAM_NAME).is_file():
-        return _finished_stream(source, stream_path, min_slot_share)
+        return _finished_stream(source, stream_path, min_slot_share, max_cameras)
     model, entropy = load_trained(source)
     if entropy is None:
         raise RunError(f"{source}: trained without the rate term (--lambda 0); nothing to encode")
-    encoded = encode_scene(model, entropy, min_slot_share)
+    cameras, count = _training_cameras(source)
+    count = count if max_cameras is None else max_cameras
+    encoded = encode_scene(model, entropy, min_slot_share, cameras, count)
     write_bytes_atomic(stream_path, encoded.data)
     return encoded
 
 
-def _finished_stream(run_dir: Path, stream_path: str | Path, min_slot_share: float) -> EncodedScene:
+def _training_cameras(source: Path) -> tuple[list[Camera], int]:
+    """The training cameras of the run ``source`` and how many of them its stream stores by
+    default; none when ``source`` is not a run directory or its dataset is gone."""
+    from .stages import training_config
+
+    run = RunDir(source)
+    if not run.info.is_file():
+        return [], 0
+    settings = RunSettings.from_dict(read_run_info(source), run.info)
+    if settings.data is None or not Path(settings.data).is_dir():
+        return [], 0
+    dataset = load_scene(settings.data, downscale=settings.downscale or 1, load_instances=False)
+    return [view.camera for view in dataset.train], training_config(settings).stream_cameras
+
+
+def _finished_stream(
+    run_dir: Path, stream_path: str | Path, min_slot_share: float, max_cameras: int | None
+) -> EncodedScene:
     if min_slot_share != MIN_SLOT_SHARE:
         raise RunError(
             f"{run_dir}: its semantic layer was learned on the base layer encoded with "
             f"--min-slot-share {MIN_SLOT_SHARE}; another share would need stages 2-3 again"
         )
+    if max_cameras not in (None, 0):
+        raise RunError(f"{run_dir}: its stream keeps the cameras stored at training (0 drops them)")
     data = (run_dir / STREAM_NAME).read_bytes()
     report = json.loads((run_dir / STREAM_REPORT_NAME).read_text())
+    if max_cameras == 0:
+        data = without_cameras(data)
+        report["section_bytes"].pop(CAMERAS_SECTION, None)
     scene = decode_scene(data, base_only=True)
     write_bytes_atomic(stream_path, data)
     return EncodedScene(data, report["section_bytes"], report["estimated_bits"], scene.model)

@@ -121,6 +121,11 @@ class TrainConfig:
     """Rate term and hyperprior; None trains plain Scaffold-GS (the uncompressed baseline)."""
     semantic: SemanticTrainConfig = field(default_factory=SemanticTrainConfig)
     """Stages 2 and 3."""
+    stream_cameras: int = 16
+    """Training cameras stored in the stream's optional ``cameras`` section, spread over the
+    capture (0 stores none; at most ``codec.cameras.MAX_CAMERAS``): a receiver without the dataset
+    opens the viewer and fits an export at viewpoints the model was trained for (486 bytes for
+    16 cameras of one capture, docs/format.md §3.7)."""
 
     @property
     def rate_start(self) -> int | None:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ..codec.container import read_container, write_container
+from ..codec.container import optional_sections, read_container, write_container
 from ..codec.semantic_layer import (
     encode_semantic_field,
     semantic_sections,
@@ -272,9 +272,10 @@ class SemanticTrainer:
         payloads, latent_bits, decoded = encode_semantic_field(self.model, self.field, self.entropy)
         layer = self.index(decoded)
         sections = semantic_sections(payloads, layer, self.config.rate)
-        base = read_container(self.base_stream.read_bytes())
+        base_data = self.base_stream.read_bytes()
+        base = read_container(base_data)
         layers = {name: "semantic" for name, _ in sections}
-        data = write_container([*base.items(), *sections], layers)
+        data = write_container([*base.items(), *sections], layers, optional_sections(base_data))
         report = {
             "section_bytes": {name: len(p) for name, p in [*base.items(), *sections]},
             "estimated_bits": {"semantic": latent_bits},

@@ -125,7 +125,7 @@ def train_semantic_stages(
     run_dir: Path,
     info: RunSettings,
     config: TrainConfig,
-    scene: Any,
+    scene: Dataset,
     resume: bool,
     quiet: bool,
 ) -> SemanticResult:
@@ -136,7 +136,7 @@ def train_semantic_stages(
         raise RunError(
             f"{run_dir}: stages 2-3 already started; continue with --resume or use a new run"
         )
-    _write_base_layer(run_dir, MIN_SLOT_SHARE)
+    _write_base_layer(run_dir, MIN_SLOT_SHARE, scene, config.stream_cameras)
     features_dir, text_space = _features(run_dir, info)
     sizes = {view_stem(view.image_path): tuple(view.image.shape[:2]) for view in scene.train}
     masks = read_features(features_dir, list(sizes), config.semantic.level, sizes)
@@ -171,15 +171,19 @@ def train_semantic_stages(
     )
 
 
-def _write_base_layer(run_dir: Path, min_slot_share: float) -> None:
-    """Encode stage 1's scene into ``base.csg`` once (with its estimated bits in ``base.json``):
-    stages 2-3 learn on its decoded scene."""
+def _write_base_layer(
+    run_dir: Path, min_slot_share: float, scene: Dataset, max_cameras: int
+) -> None:
+    """Encode stage 1's scene into ``base.csg`` once (with its estimated bits in ``base.json``
+    and up to ``max_cameras`` of ``scene``'s training cameras): stages 2-3 learn on its decoded
+    scene, and ``stream.csg`` copies its sections."""
     run = RunDir(run_dir)
     path = run.base_stream
     if path.is_file():
         return
     model, entropy = model_from_state(load_torch(run.scene), run.scene)
-    encoded = encode_scene(model, entropy, min_slot_share)
+    cameras = [view.camera for view in scene.train]
+    encoded = encode_scene(model, entropy, min_slot_share, cameras, max_cameras)
     estimates = json.dumps(encoded.estimated_bits).encode()
     write_bytes_atomic(run.base_report, estimates)
     write_bytes_atomic(path, encoded.data)

@@ -76,6 +76,7 @@ class Viewer:
         self.server.initial_camera.position = view.position
         self.server.initial_camera.look_at = view.look_at
         self.server.initial_camera.up = view.up
+        self.server.initial_camera.fov = view.fov
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(self._disconnect)
         self._workers = [threading.Thread(target=self._decode_semantics, args=(decode,))]

@@ -19,7 +19,7 @@ import math
 import os
 import stat
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +281,7 @@ class ViewerSession:
         scene = self.scene
         with self._lock:
             edits = list(self.edits)
-        return Scene(scene.model, scene.semantics, list(scene.notes), edits)
+        return replace(scene, notes=list(scene.notes), edits=edits)
 
     def save(self) -> dict[str, Any]:
         """Write the source stream with the session's edits to the viewer's save target.

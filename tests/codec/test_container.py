@@ -9,10 +9,13 @@ from hypothesis import strategies as st
 from csgaussian.codec.container import (
     FORMAT_VERSION,
     MAGIC,
+    OPTIONAL_BIT,
     StreamError,
+    optional_sections,
     read_container,
     read_stream,
     section_layers,
+    skipped_sections,
     write_container,
 )
 from csgaussian.fileio import write_bytes_atomic
@@ -163,3 +166,72 @@ def test_read_stream_refuses_devices_fifos_and_folders(tmp_path):
             read_stream("/dev/zero", 1 << 20)
     with pytest.raises(StreamError, match="cannot read"):
         read_stream(tmp_path / "missing.csg", 1 << 20)
+
+
+# Optional sections (docs/format.md §2.1): bit 7 of the layer byte.
+OPTIONAL = write_container(
+    [("header", b"h"), ("future", b"f" * 10), ("sem", b"s" * 20), ("later", b"l" * 5)],
+    {"sem": "semantic", "later": "semantic"},
+    optional={"future", "later"},
+)
+KNOWN = {"header": False, "sem": False}
+
+
+def _layer_byte(data: bytes, name: str) -> int:
+    return data[data.index(name.encode()) + len(name)]
+
+
+def test_the_optional_bit_is_bit_7_of_the_layer_byte():
+    assert OPTIONAL_BIT == 0x80
+    assert [_layer_byte(OPTIONAL, n) for n in ("header", "future", "sem", "later")] == [
+        0x00,
+        0x80,
+        0x01,
+        0x81,
+    ]
+    assert section_layers(OPTIONAL) == {
+        "header": "base",
+        "future": "base",
+        "sem": "semantic",
+        "later": "semantic",
+    }
+    assert optional_sections(OPTIONAL) == {"future", "later"}
+    assert optional_sections(STREAM) == frozenset()
+
+
+def test_an_unknown_optional_section_is_skipped_and_still_checksummed():
+    assert skipped_sections(OPTIONAL, KNOWN) == {"future", "later"}
+    assert read_container(OPTIONAL)["future"] == b"f" * 10
+    bad = bytearray(OPTIONAL)
+    bad[OPTIONAL.index(b"f" * 10)] ^= 1
+    with pytest.raises(StreamError, match="checksum mismatch in section 'future'"):
+        read_container(bytes(bad))
+
+
+def test_an_unknown_required_section_is_left_to_its_layer_to_refuse():
+    plain = write_container([("header", b"h"), ("future", b"f")])
+    assert skipped_sections(plain, KNOWN) == frozenset()  # not skipped: the layer refuses it
+
+
+def test_a_known_section_whose_bit_disagrees_is_refused():
+    with pytest.raises(StreamError, match="section 'future' is required but its optional bit"):
+        skipped_sections(OPTIONAL, {**KNOWN, "future": False})
+    with pytest.raises(StreamError, match="section 'header' is optional but its optional bit is"):
+        skipped_sections(OPTIONAL, {**KNOWN, "header": True})
+
+
+def test_layer_codes_above_2_are_refused_with_or_without_the_bit():
+    for code in (3, 0x83, 0x7F):
+        header = bytearray(write_container([("a", b"")])[:-4])
+        header[header.index(b"a") + 1] = code
+        header += struct.pack("<I", zlib.crc32(header))
+        with pytest.raises(StreamError, match=f"unknown layer code {code & 0x7F}"):
+            read_container(bytes(header))
+
+
+def test_progressive_truncation_with_optional_sections():
+    semantic_start = OPTIONAL.index(b"s" * 20)
+    for cut in (semantic_start, semantic_start + 3, len(OPTIONAL) - 1):
+        assert list(read_container(OPTIONAL[:cut], partial_ok=True)) == ["header", "future"]
+    with pytest.raises(StreamError, match="truncated stream: section 'future'"):
+        read_container(OPTIONAL[: semantic_start - 1], partial_ok=True)

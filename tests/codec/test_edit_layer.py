@@ -10,7 +10,13 @@ import torch
 
 from csgaussian import api
 from csgaussian.cli import main
-from csgaussian.codec.container import StreamError, read_container, section_layers, write_container
+from csgaussian.codec.container import (
+    StreamError,
+    optional_sections,
+    read_container,
+    section_layers,
+    write_container,
+)
 from csgaussian.codec.edit_layer import SECTION
 from csgaussian.codec.stream import decode_scene
 
@@ -29,7 +35,7 @@ def streams(tiny_run, tmp_path_factory):
 def _with_payload(data: bytes, payload: bytes) -> bytes:
     sections, layers = read_container(data), section_layers(data)
     sections[SECTION] = payload
-    return write_container(list(sections.items()), layers)
+    return write_container(list(sections.items()), layers, optional_sections(data))
 
 
 def _meta_payload(meta: dict, selections: list[bytes]) -> bytes:

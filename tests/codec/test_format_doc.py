@@ -1,6 +1,7 @@
 """docs/format.md against the code: a reader written from the spec alone (``struct`` and
 ``zlib``, none of the package's codec) parses the golden stream's container, section table and
-section headers, and must agree with the package's decoder."""
+section headers (and a trained run's optional ``cameras`` section), and must agree with the
+package's decoder."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from csgaussian.codec.container import read_container, section_layers
 from csgaussian.codec.stream import decode_scene
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny.csg"
+FORMAT_DOC = Path(__file__).parents[2] / "docs" / "format.md"
 LAYERS = {0: "base", 1: "semantic", 2: "edit"}
 BASE = ["meta", "positions", "masks", "renderer", "hyperprior", "feature", "scaling", "offsets"]
 SEMANTIC = [
@@ -31,7 +33,8 @@ SEMANTIC = [
 
 
 def read_spec_container(data: bytes) -> tuple[list[dict], dict[str, bytes]]:
-    """docs/format.md §2: the section table and the payloads, every check of the spec."""
+    """docs/format.md §2: the section table (with each entry's optional bit, §2.1) and the
+    payloads, every check of the spec."""
     magic, version, flags, count = struct.unpack_from("<4sHHH", data, 0)
     assert (magic, version, flags) == (b"CSGS", 2, 0) and count <= 64
     pos, table = 10, []
@@ -41,7 +44,15 @@ def read_spec_container(data: bytes) -> tuple[list[dict], dict[str, bytes]]:
         name = data[pos + 1 : pos + 1 + n]
         assert all(0x20 <= b <= 0x7E for b in name)
         layer, length, crc = struct.unpack_from("<BQI", data, pos + 1 + n)
-        table.append({"name": name.decode(), "layer": LAYERS[layer], "length": length, "crc": crc})
+        table.append(
+            {
+                "name": name.decode(),
+                "layer": LAYERS[layer & 0x7F],
+                "optional": bool(layer & 0x80),
+                "length": length,
+                "crc": crc,
+            }
+        )
         pos += 1 + n + 13
     (header_crc,) = struct.unpack_from("<I", data, pos)
     assert zlib.crc32(data[:pos]) == header_crc
@@ -96,6 +107,7 @@ def golden() -> bytes:
 def test_container_and_table_match_the_decoder(golden) -> None:
     table, payloads = read_spec_container(golden)
     assert [t["name"] for t in table] == BASE + SEMANTIC
+    assert not any(t["optional"] for t in table)
     package = read_container(golden)
     assert list(package) == [t["name"] for t in table]
     assert {n: len(p) for n, p in package.items()} == {t["name"]: t["length"] for t in table}
@@ -213,3 +225,75 @@ def test_edit_layer_matches_the_decoded_edits(golden) -> None:
     decoded = decode_scene(edited).edits
     assert [(e.kind, e.text) for e in decoded] == [(e["kind"], e["text"]) for e in meta["edits"]]
     assert torch.equal(decoded[0].slots, slots) and torch.equal(decoded[1].slots, ~slots)
+
+
+def read_spec_cameras(payload: bytes) -> list[dict]:
+    """docs/format.md §3.7: each camera's size, intrinsics, rotation (from q by the spec's
+    formula) and translation, every check of the spec."""
+    n_intrinsics, n_cameras = struct.unpack_from("<BB", payload)
+    assert 1 <= n_cameras <= 16 and 1 <= n_intrinsics <= n_cameras
+    assert len(payload) == 2 + 20 * n_intrinsics + 29 * n_cameras
+    intrinsics = [struct.unpack_from("<HH4f", payload, 2 + 20 * i) for i in range(n_intrinsics)]
+    for width, height, fx, fy, cx, cy in intrinsics:
+        assert 1 <= width <= 8192 and 1 <= height <= 8192
+        assert 0 < fx <= 1e6 and 0 < fy <= 1e6 and abs(cx) <= 1e6 and abs(cy) <= 1e6
+    cameras = []
+    for c in range(n_cameras):
+        index, w, x, y, z, *t = struct.unpack_from(
+            "<B4f3f", payload, 2 + 20 * n_intrinsics + 29 * c
+        )
+        assert index < n_intrinsics and all(abs(v) <= 1e9 for v in t)
+        norm = math.sqrt(w * w + x * x + y * y + z * z)
+        assert abs(norm - 1) <= 1e-4 and w >= 0
+        w, x, y, z = w / norm, x / norm, y / norm, z / norm
+        rotation = [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+        width, height, fx, fy, cx, cy = intrinsics[index]
+        cameras.append(
+            {"size": (width, height), "k": (fx, fy, cx, cy), "rotation": rotation, "t": t}
+        )
+    return cameras
+
+
+def test_cameras_section_matches_the_decoded_cameras(tiny_run) -> None:
+    data = (tiny_run / "stream.csg").read_bytes()
+    table, s = read_spec_container(data)
+    names = [t["name"] for t in table]
+    assert names == [*BASE, "cameras", *SEMANTIC]
+    entry = table[names.index("cameras")]
+    assert (entry["layer"], entry["optional"]) == ("base", True)
+    assert sum(t["optional"] for t in table) == 1
+    spec = read_spec_cameras(s["cameras"])
+    decoded = decode_scene(data).cameras
+    assert len(spec) == len(decoded) > 0
+    for ours, theirs in zip(spec, decoded, strict=True):
+        assert ours["size"] == (theirs.width, theirs.height)
+        fx, fy, cx, cy = ours["k"]
+        assert theirs.K.tolist() == [[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]
+        view = theirs.viewmat.double()
+        assert torch.allclose(view[:3, :3], torch.tensor(ours["rotation"], dtype=torch.float64))
+        assert torch.allclose(view[:3, 3], torch.tensor(ours["t"], dtype=torch.float64))
+        assert view[3].tolist() == [0.0, 0.0, 0.0, 1.0]
+
+
+def test_the_cameras_layout_in_the_doc_is_the_one_read() -> None:
+    text = FORMAT_DOC.read_text()
+    section = text[text.index("### 3.7 `cameras` (optional)") : text.index("## 4. Hyperprior")]
+    for line in (
+        "n_intrinsics u8         I, 1 .. C",
+        "n_cameras    u8         C, 1 .. 16",
+        "intrinsics   I entries of 20 bytes:",
+        "width  u16, height u16       1 .. 8192 pixels",
+        "fx f32, fy f32, cx f32, cy f32",
+        "cameras      C entries of 29 bytes:",
+        "intrinsics u8        index into the intrinsics entries, < I",
+        "q  f32[4]            (w, x, y, z)",
+        "t  f32[3]",
+        "exactly `2 + 20 I + 29 C` bytes",
+        "layer byte `0x80`",
+    ):
+        assert line in section, line
+    assert struct.calcsize("<HH4f") == 20 and struct.calcsize("<B4f3f") == 29

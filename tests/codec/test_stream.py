@@ -72,9 +72,9 @@ def test_coded_scene_is_the_training_time_rounded_scene(encoded, tiny_run, tiny_
 
 def test_section_sizes_add_up_and_match_the_estimate(encoded):
     table, payload_start = _parse_table(encoded.data)  # header, section table, header CRC
-    assert [(name, length) for name, _, length, _ in table] == list(encoded.section_bytes.items())
+    assert [(t.name, t.length) for t in table] == list(encoded.section_bytes.items())
     assert sum(encoded.section_bytes.values()) == len(encoded.data) - payload_start
-    assert payload_start == 4 + 2 * 3 + sum(1 + len(name) + 1 + 8 + 4 for name, *_ in table) + 4
+    assert payload_start == 4 + 2 * 3 + sum(1 + len(t.name) + 1 + 8 + 4 for t in table) + 4
     for group, bits in encoded.estimated_bits.items():
         actual = encoded.section_bytes[group]
         assert abs(actual - bits / 8) <= 0.03 * bits / 8 + 16, group

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from csgaussian import api
-from csgaussian.codec.container import StreamError, read_container, section_layers, write_container
+from csgaussian.codec.container import (
+    StreamError,
+    optional_sections,
+    read_container,
+    section_layers,
+    write_container,
+)
 from csgaussian.codec.stream import decode_scene
 from csgaussian.semantics.encoders import HashEncoder
 from csgaussian.semantics.query import QueryConfig, QueryError, select
@@ -30,7 +36,10 @@ def _rewrite(data: bytes, change) -> bytes:
     sections = read_container(data)
     layers = section_layers(data)
     change(sections)
-    return write_container(list(sections.items()), {n: layers.get(n, "semantic") for n in sections})
+    optional = optional_sections(data) & set(sections)
+    return write_container(
+        list(sections.items()), {n: layers.get(n, "semantic") for n in sections}, optional
+    )
 
 
 def test_the_stream_has_a_base_and_a_semantic_layer(stream):

@@ -11,7 +11,13 @@ import torch
 
 from csgaussian import api
 from csgaussian.cli import main
-from csgaussian.codec.container import StreamError, read_container, section_layers, write_container
+from csgaussian.codec.container import (
+    StreamError,
+    optional_sections,
+    read_container,
+    section_layers,
+    write_container,
+)
 from csgaussian.codec.edit_layer import SECTION
 from csgaussian.codec.stream import decode_scene
 from csgaussian.scene.edits import SceneEdit, apply_edit
@@ -91,7 +97,7 @@ def _with_meta(data: bytes, meta: dict, selections: list[bytes]) -> bytes:
         parts += [struct.pack("<I", len(selection)), selection]
     sections, layers = read_container(data), section_layers(data)
     sections[SECTION] = b"".join(parts)
-    return write_container(list(sections.items()), layers)
+    return write_container(list(sections.items()), layers, optional_sections(data))
 
 
 def test_scale_from_the_command_line_round_trips_and_a_bad_factor_is_refused(
