@@ -217,7 +217,7 @@ def edit(
         scene = decode(scene)
     edits = [*scene.edits, *resolve(scene, requests, config=config)]
     check_edits_fit(scene.model, edits)
-    return Scene(scene.model, scene.semantics, list(scene.notes), edits)
+    return replace(scene, notes=list(scene.notes), edits=edits)
 
 
 def edit_file(
