@@ -90,7 +90,7 @@ def read_3dgs_ply(path: str | Path) -> Splats:
         raise ValueError(f"{path}: {n_rest} f_rest_* properties is not SH degree 0-3")
     dc = cols([f"f_dc_{i}" for i in range(3)])
     rest = cols([f"f_rest_{i}" for i in range(n_rest)]) if n_rest else dc[:, :0]
-    sh = torch.cat([dc[:, :, None], rest.reshape(-1, 3, m - 1)], 2).transpose(1, 2)
+    sh = torch.cat([dc[:, :, None], rest.reshape(len(dc), 3, m - 1)], 2).transpose(1, 2)
     q = cols([f"rot_{i}" for i in range(4)])
     return Splats(
         means=cols(["x", "y", "z"]),
