@@ -24,13 +24,14 @@ from csgaussian.types import Camera
 MODULE_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "splat_reference.py"
 K = torch.tensor([[150.0, 0.0, 64.0], [0.0, 150.0, 64.0], [0.0, 0.0, 1.0]])
 SIZE = 128
-MIN_PSNR = 60.0
-"""Between the two renderers on a random degree-3 scene (measured 74.7-82.5 dB on three seeds).
+MIN_PSNR = 65.0
+"""Between the two renderers on a random degree-3 scene (measured 81.3-86.2 dB on three seeds).
 They differ by design in one thing: which 16 px tiles a Gaussian's 3-sigma box reaches (3DGS's
 ``getRect`` works half a pixel shifted and rounds the far edge with ``+15`` then floor; ours
 floors/ceils the box itself). A Gaussian is thus drawn on a tile or two more or less in one of
 them, where its alpha is at most ``opacity * exp(-4.5) < 0.011``: a few pixels differ by up to
-about 0.008, the mean absolute difference is ~5e-6."""
+about 0.008, the mean absolute difference is 3e-6 to 8e-6 (a transmittance threshold of 1e-3
+instead of 1e-4 makes it 2.4e-4)."""
 MAX_MEAN_ABS = 5e-5
 MAX_ABS_SAME_TILES = 1e-5
 """With our tile rectangle swapped into the reference, only float32 rounding in ours is left
@@ -94,11 +95,11 @@ def draw(splats, viewmat=None, background=(0.0, 0.0, 0.0)) -> torch.Tensor:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_agrees_with_our_sh_rasterizer_on_a_random_scene(tmp_path, seed, monkeypatch):
     gen = torch.Generator().manual_seed(seed)
-    n = 300
+    n = 600  # dense enough that about half the pixels end on the transmittance test
     means = (torch.rand(n, 3, generator=gen) - 0.5) * 2
-    scales = torch.empty(n, 3).uniform_(-4.5, -2, generator=gen).exp()
+    scales = torch.empty(n, 3).uniform_(-3.5, -1.5, generator=gen).exp()
     quats = torch.randn(n, 4, generator=gen) * torch.rand(n, 1, generator=gen) * 3
-    opacities = torch.rand(n, generator=gen)
+    opacities = torch.rand(n, generator=gen) ** 0.2
     sh = torch.randn(n, 16, 3, generator=gen) * 0.3
     path = tmp_path / "scene.ply"
     write_sh_ply(path, means, scales, quats, opacities, sh)
