@@ -126,7 +126,13 @@ def rotation(q: Tensor) -> Tensor:
 
 
 def render(
-    g: Splats, viewmat: Tensor, K: Tensor, width: int, height: int, background: Tensor
+    g: Splats,
+    viewmat: Tensor,
+    K: Tensor,
+    width: int,
+    height: int,
+    background: Tensor,
+    near: float = NEAR_Z,
 ) -> Tensor:
     """Render ``[H, W, 3]`` float64 for a world->camera ``viewmat`` (OpenCV axes: x right, y down,
     z forward) and pinhole ``K``; pixel ``(x, y)`` is sampled at ``(x + 0.5, y + 0.5)``.
@@ -136,13 +142,14 @@ def render(
     ``Sigma' = J W Sigma W^T J^T + 0.3 I``; radius ``ceil(3 sqrt(lambda_max))``. Section 6 /
     ``renderCUDA``: per pixel, Gaussians in view-depth order, ``alpha = min(0.99, o exp(-d^T
     Sigma'^-1 d / 2))``, front-to-back ``C += c alpha T; T *= 1 - alpha``, plus ``T`` times the
-    background at the end.
+    background at the end. ``near``: the culling depth (3DGS's 0.2 unless told; gsplat's
+    default is 0.01).
     """
     viewmat, K = torch.as_tensor(viewmat).double(), torch.as_tensor(K).double()
     R, t = viewmat[:3, :3], viewmat[:3, 3]
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     p = g.means @ R.T + t
-    z = p[:, 2].clamp_min(NEAR_Z)
+    z = p[:, 2].clamp_min(near)
     eye = -R.T @ t
     colors = sh_rgb(g.sh, torch.nn.functional.normalize(g.means - eye, dim=1))
 
@@ -162,7 +169,7 @@ def render(
 
     tiles = (math.ceil(width / TILE), math.ceil(height / TILE))
     lo, hi = tile_rect(mean2d, radius, tiles)
-    keep = (p[:, 2] > NEAR_Z) & (det > 0) & ((hi - lo) > 0).all(1)
+    keep = (p[:, 2] > near) & (det > 0) & ((hi - lo) > 0).all(1)
     order = torch.argsort(p[:, 2].masked_fill(~keep, math.inf), stable=True)[: int(keep.sum())]
     lo, hi = lo[order], hi[order]
     image = torch.empty(height, width, 3, dtype=torch.float64)
@@ -234,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream", type=Path, help="also score against this stream's renders")
     parser.add_argument("--downscale", type=int, default=1)
     parser.add_argument("--background", type=float, nargs=3, help="default: the dataset's")
+    parser.add_argument("--near", type=float, default=NEAR_Z, help="culling depth (3DGS: 0.2)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from csgaussian import api  # the CLI only: cameras, images and the stream's renders
@@ -250,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     cams = [v.camera for v in views]
     bg = torch.tensor(args.background) if args.background else data.background
     started = time.perf_counter()
-    renders = [render(splats, c.viewmat, c.K, c.width, c.height, bg) for c in cams]
+    renders = [render(splats, c.viewmat, c.K, c.width, c.height, bg, args.near) for c in cams]
     seconds = (time.perf_counter() - started) / len(views)
     images = [v.image for v in views]
     scores = {"ply_vs_images": _mean_psnr(renders, images)}
@@ -260,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         scores["stream_vs_images"] = _mean_psnr(decoded, images)
         scores["ply_vs_stream"] = _mean_psnr(renders, decoded)
     result = {"ply": str(args.ply), "gaussians": len(splats.means), "split": args.split}
+    result["near"] = args.near
     result |= {f"psnr_{key}": round(value, 3) for key, value in scores.items()}
     result |= {"views": len(views), "seconds_per_view": round(seconds, 3)}
     for key, value in result.items():

@@ -196,3 +196,13 @@ def test_missing_property_is_one_line_error(tmp_path):
     del columns["opacity"]
     with pytest.raises(ValueError, match="lacks opacity"):
         ref.read_3dgs_ply(write_inria_ply(tmp_path / "bad.ply", columns))
+
+
+def test_gaussians_within_the_near_depth_are_culled(tmp_path):
+    """3DGS's ``in_frustum`` drops view depth <= 0.2 (gsplat's default near plane is 0.01)."""
+    close = ref.read_3dgs_ply(write_inria_ply(tmp_path / "c.ply", one_gaussian((0, 0, -2.85))))
+    bg = (0.1, 0.2, 0.3)
+    assert torch.equal(draw(close, background=bg), torch.tensor(bg).double().expand(SIZE, SIZE, 3))
+    viewmat = look_at([0.0, 0.0, -3.0])
+    near = ref.render(close, viewmat, K, SIZE, SIZE, torch.tensor(bg), near=0.01)
+    assert float((near - torch.tensor(bg)).abs().max()) > 0.1
