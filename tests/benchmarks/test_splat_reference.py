@@ -102,7 +102,8 @@ def test_agrees_with_our_sh_rasterizer_on_a_random_scene(tmp_path, seed, monkeyp
     opacities = torch.rand(n, generator=gen) ** 0.2
     sh = torch.randn(n, 16, 3, generator=gen) * 0.3
     path = tmp_path / "scene.ply"
-    write_sh_ply(path, means, scales, quats, opacities, sh)
+    extras = {"instance_id": np.arange(n, dtype=np.int32), "sem_0": np.ones(n, np.float32)}
+    write_sh_ply(path, means, scales, quats, opacities, sh, extras)  # extras must be ignored
 
     ours = read_gaussians_ply(path)
     viewmat = look_at([0.3, -0.5, -3.0])
