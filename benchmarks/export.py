@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         renders = [
             splat_reference.render(
                 gaussians, view.camera.viewmat, view.camera.K, view.camera.width,
-                view.camera.height, background,
-            )
+                view.camera.height, background.double(),
+            ).float()
             for view in data.test
         ]  # fmt: skip
         key = name.replace(" ", "_")

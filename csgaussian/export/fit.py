@@ -32,6 +32,7 @@ from torch import Tensor
 
 from ..progress import TrainProgress
 from ..render import rasterize_gaussians
+from ..render.projection import RasterConfig
 from ..render.sh import rasterize_sh, sh_basis, sh_coefficient_count
 from ..scene.rendering import render_view
 from ..scene.scaffold import ScaffoldModel
@@ -81,6 +82,9 @@ class ExportConfig:
     """Every learning rate decays exponentially to this fraction of itself by the last step."""
     seed: int = 0
     """Seed of the order in which the fit visits the views."""
+    near_plane: float = 0.2
+    """Gaussians nearer the camera than this are not drawn by the fit's renders, as the
+    standard 3DGS renderers that will show the export cull them (INRIA ``forward.cu``)."""
 
 
 @dataclass
@@ -193,7 +197,7 @@ def _closed_form(
     export_row[drawn] = torch.arange(len(gaussians))
     drawn_in_view = [export_row[r] for r in stats.drawn_rows]
     for _ in range(config.prune_passes):
-        keep = _not_hidden(gaussians, views, drawn_in_view, config.prune_ratio)
+        keep = _not_hidden(gaussians, views, drawn_in_view, config)
         if bool(keep.all()):
             break
         gaussians = gaussians.subset(keep)
@@ -203,17 +207,18 @@ def _closed_form(
 
 
 def _not_hidden(
-    g: ExportedGaussians, views: list[Camera], drawn_in_view: list[Tensor], ratio: float
+    g: ExportedGaussians, views: list[Camera], drawn_in_view: list[Tensor], config: ExportConfig
 ) -> Tensor:
     """``[S]`` bool: the Gaussians whose blending weight in the views that draw them is at
-    least ``1 / ratio`` times their weight in the views that hide them (module doc, 2)."""
+    least ``1 / prune_ratio`` times their weight in the views that hide them (module doc, 2)."""
+    raster = RasterConfig(near_plane=config.near_plane)
     shown = torch.zeros(len(g))
     hidden = torch.zeros(len(g))
     for camera, rows in zip(views, drawn_in_view, strict=True):
         ones = torch.ones(len(g), 1, requires_grad=True)
         with torch.enable_grad():
             out = rasterize_gaussians(
-                g.means, g.quats, g.scales, g.opacities, ones, camera, torch.zeros(1)
+                g.means, g.quats, g.scales, g.opacities, ones, camera, torch.zeros(1), raster
             )
             out.colors.sum().backward()  # d/d(colour_i) = sum over pixels of i's weight
         weight = ones.grad[:, 0]
@@ -221,7 +226,7 @@ def _not_hidden(
         is_drawn[rows] = True
         shown += torch.where(is_drawn, weight, 0.0)
         hidden += torch.where(is_drawn, 0.0, weight)
-    return shown * ratio >= hidden
+    return shown * config.prune_ratio >= hidden
 
 
 def fit_export(
@@ -265,6 +270,7 @@ def _fit(
     decay = config.lr_final_fraction ** (1.0 / config.fit_iterations)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
     generator = torch.Generator().manual_seed(config.seed)
+    raster = RasterConfig(near_plane=config.near_plane)
     order: list[int] = []
     with TrainProgress(config.fit_iterations, quiet, "export fit") as progress:
         for iteration in range(1, config.fit_iterations + 1):
@@ -279,6 +285,7 @@ def _fit(
                 torch.cat([params["dc"], params["rest"]], dim=1),
                 views[index],
                 background,
+                raster,
             )
             loss = (out.colors - targets[index]).abs().mean()
             optimizer.zero_grad(set_to_none=True)
