@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from .semantics.query import (
 )
 from .types import Camera, Dataset
 
+if TYPE_CHECKING:
+    from .export.fit import ExportConfig
+
 SPLITS = ("train", "test")
 
 
@@ -60,18 +63,22 @@ def load_model(source: str | Path) -> ScaffoldModel:
 
 
 def decode_to(
-    stream_path: str | Path, out_dir: str | Path, base_only: bool = False, quiet: bool = True
+    stream_path: str | Path,
+    out_dir: str | Path,
+    base_only: bool = False,
+    quiet: bool = True,
+    fit_iterations: int | None = None,
 ) -> dict:
     """Decode a stream into ``out_dir``: ``scene.pt`` (renderable) and ``scene.ply``, the
-    standard 3DGS export of :func:`export` with its default settings."""
-    from .export.fit import ExportConfig
+    standard 3DGS export of :func:`export` (``fit_iterations``: its default unless given)."""
     from .export.scene import export_scene
 
     out_dir = Path(out_dir)
+    config = _export_config(None, fit_iterations)
     scene = decode(stream_path, base_only=base_only)
     model = scene.model
     save_torch(out_dir / SCENE_NAME, scene_state(model, None))
-    exported = export_scene(scene, out_dir / "scene.ply", ExportConfig(), quiet=quiet)
+    exported = export_scene(scene, out_dir / "scene.ply", config, quiet=quiet)
     report: dict[str, Any] = {
         "n_anchors": model.n_anchors,
         "ply_gaussians": exported["gaussians"],
@@ -345,8 +352,16 @@ def export(
     ``select`` keeps only the object a text names (the scene needs a semantic layer). Returns a
     JSON-ready report.
     """
-    from .export.fit import ExportConfig
     from .export.scene import export_scene
+
+    config = _export_config(sh_degree, fit_iterations)
+    scene = load(source)
+    return export_scene(scene, Path(out_path), config, select, quiet)
+
+
+def _export_config(sh_degree: int | None, fit_iterations: int | None) -> ExportConfig:
+    """``ExportConfig`` with the given overrides, checked."""
+    from .export.fit import ExportConfig
 
     if sh_degree is not None and not 0 <= sh_degree <= MAX_SH_DEGREE:
         raise ValueError(f"--sh-degree must be 0-{MAX_SH_DEGREE}, got {sh_degree}")
@@ -357,5 +372,4 @@ def export(
         config = replace(config, sh_degree=sh_degree)
     if fit_iterations is not None:
         config = replace(config, fit_iterations=fit_iterations)
-    scene = load(source)
-    return export_scene(scene, Path(out_path), config, select, quiet)
+    return config

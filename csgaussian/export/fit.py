@@ -265,7 +265,9 @@ def _fit(
     }
     lrs = (config.lr_dc, config.lr_rest, config.lr_opacity, config.lr_scale, config.lr_rotation)
     optimizer = torch.optim.Adam(
-        [{"params": [p], "lr": lr} for p, lr in zip(params.values(), lrs, strict=True)], eps=1e-15
+        [{"params": [p], "lr": lr} for p, lr in zip(params.values(), lrs, strict=True)],
+        eps=1e-15,
+        fused=True,  # one kernel per step instead of a dozen per tensor
     )
     decay = config.lr_final_fraction ** (1.0 / config.fit_iterations)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
