@@ -33,7 +33,7 @@ from csgaussian.progress import summary_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import splat_reference  # noqa: E402
-from provenance import provenance, write_environment  # noqa: E402
+from provenance import provenance, provenance_lines, write_environment  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitchen"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "export"
@@ -57,6 +57,27 @@ def timed_export(stream: Path, ply: Path, extra: list[str]) -> float:
     if done.returncode != 0:
         raise SystemExit(f"csgaussian export failed: {done.stderr.strip()[-2000:]}")
     return round(seconds, 1)
+
+
+def markdown(result: dict, origin: dict) -> str:
+    """The results table: PSNR on the test views against the images and the decoded model."""
+    lines = ["# Export", "", *provenance_lines(origin), ""]
+    lines += [
+        f"Stream `{result['stream']}` ({result['stream_bytes']:,} B, "
+        f"{result['stream_cameras']} capture cameras), {result['test_views']} test views; "
+        f"the decoded model renders at {result['psnr_decoded']} dB against the images. PLYs drawn "
+        "by `benchmarks/splat_reference.py`; wall time of `csgaussian export` from start to exit.",
+        "",
+        "| export | wall s | Gaussians | bytes | PSNR vs images | gap to decoded | vs decoded |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, label in (("default", "default settings"), ("closed_form", "--fit-iterations 0")):
+        lines.append(
+            f"| {label} | {result[f'{name}_seconds']} | {result[f'{name}_gaussians']:,} | "
+            f"{result[f'{name}_bytes']:,} | {result[f'{name}_psnr']} | "
+            f"{result[f'{name}_gap_db']} | {result[f'{name}_psnr_vs_decoded']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         path.unlink()
     Console(stderr=True).print(summary_table("export (test views)", result))
     (args.out / "export.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "export.md").write_text(markdown(result, origin))
     write_environment(args.out)
     print(json.dumps(result))
     return 0
