@@ -38,7 +38,7 @@ def test_kitchen_loads(kitchen):
     view = scene.train[0]
     assert view.image.shape == (128, 128, 3) and view.image.dtype == torch.float32
     assert 0.0 <= view.image.min() and view.image.max() <= 1.0
-    assert view.instance.shape == (128, 128) and view.instance.dtype == torch.int64
+    assert view.instance.shape == (128, 128) and view.instance.dtype == torch.uint8
     assert int(view.instance.max()) == 7
     assert view.camera.K[0, 0] == pytest.approx(64 / math.tan(0.8726646304130554 / 2), rel=1e-5)
     # the backdrop (instance 0) is a near-constant grey-blue

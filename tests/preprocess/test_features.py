@@ -47,7 +47,7 @@ def test_write_uses_global_ids_and_read_returns_each_level(tmp_path):
     np.testing.assert_array_equal(rows, np.concatenate(feats))
     for level, name in enumerate(LEVELS):
         masks = read_view(tmp_path, "view", name)
-        assert masks.stem == "view" and masks.ids.dtype == np.int64
+        assert masks.stem == "view" and masks.ids.dtype == np.int8
         np.testing.assert_array_equal(masks.ids, ids[level])
         np.testing.assert_array_equal(masks.features, feats[level])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["view_f.npy", "view_s.npy"]
