@@ -118,7 +118,7 @@ def gaussian_labels(model, data: Dataset) -> torch.Tensor:
         seen = (z[idx, 2] - depth[y, x]).abs() < DEPTH_TOLERANCE * depth[y, x]
         idx, x, y = idx[seen], x[seen], y[seen]
         slot = g.anchor_index[idx] * k + g.offset_index[idx]
-        votes.index_put_((slot, view.instance[y, x]), torch.ones(len(idx)), accumulate=True)
+        votes.index_put_((slot, view.instance[y, x].long()), torch.ones(len(idx)), accumulate=True)
     labels = votes.argmax(1)
     labels[votes.sum(1) == 0] = 0
     return labels.view(n, k)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from csgaussian.types import Camera, DataError, View
+from csgaussian.types import Camera, DataError, View, label_dtype, pixels_to_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
@@ -127,12 +127,14 @@ def image_header(path: Path) -> tuple[int, int, bool]:
         raise fail(path, f"unreadable or corrupt image ({err})") from None
 
 
-def read_image(path: Path, white_background: bool = False) -> np.ndarray:
-    """Read an image as float32 ``[H, W, 3]`` in ``[0, 1]``.
+def read_pixels(path: Path, white_background: bool = False) -> np.ndarray:
+    """Read an image's pixels in the smallest form that keeps them (see :class:`View`).
 
-    Greyscale becomes three equal channels; 16-bit greyscale is divided by 65535. With alpha the
-    colour is composited onto white when ``white_background`` (the NeRF-synthetic convention),
-    otherwise alpha is dropped.
+    8-bit colour and greyscale give ``uint8`` ``[H, W, 3]`` (greyscale as three equal channels);
+    with alpha and ``white_background`` (the NeRF-synthetic convention) ``uint8`` RGBA
+    ``[H, W, 4]``, composited onto white by :func:`~csgaussian.types.pixels_to_image`, else
+    alpha is dropped; 16-bit greyscale ``uint16`` (integer modes clipped to 0..65535); float
+    greyscale ``float32`` clipped to ``[0, 1]``.
     """
     if not path.is_file():
         raise fail(path, "image file is missing")
@@ -140,19 +142,23 @@ def read_image(path: Path, white_background: bool = False) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             if im.mode.startswith("I"):
-                grey = np.asarray(im, dtype=np.float32) / 65535.0
-                return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2)
+                grey = np.clip(np.asarray(im), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+                return np.repeat(grey[..., None], 3, axis=2)
             if im.mode == "F":
                 grey = np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
                 return np.repeat(grey[..., None], 3, axis=2)
             has_alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
             if has_alpha and white_background:
-                rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
-                alpha = rgba[..., 3:]
-                return rgba[..., :3] * alpha + (1.0 - alpha)
-            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+                return np.array(im.convert("RGBA"), dtype=np.uint8)
+            return np.array(im.convert("RGB"), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError) as err:
         raise fail(path, f"unreadable or corrupt image ({err})") from None
+
+
+def read_image(path: Path, white_background: bool = False) -> np.ndarray:
+    """Read an image as float32 ``[H, W, 3]`` in ``[0, 1]`` (:func:`read_pixels` converted)."""
+    pixels = torch.from_numpy(read_pixels(path, white_background))
+    return pixels_to_image(pixels).numpy()
 
 
 def read_label_map(path: Path) -> np.ndarray:
@@ -206,8 +212,8 @@ def load_view(
         instance_path: optional instance map, same size as the image.
         n_classes: largest valid instance id.
     """
-    image = read_image(image_path, white_background)
-    height, width = image.shape[:2]
+    pixels = read_pixels(image_path, white_background)
+    height, width = pixels.shape[:2]
     if prescaled:
         if abs(width - camera.width / downscale) > 1 or abs(height - camera.height / downscale) > 1:
             raise fail(
@@ -227,7 +233,8 @@ def load_view(
             )
         cam = camera if downscale == 1 else camera.scaled(1.0 / downscale)
         if downscale != 1:
-            image = resize_area(image, cam.width, cam.height)
+            image = pixels_to_image(torch.from_numpy(pixels)).numpy()
+            pixels = resize_area(image, cam.width, cam.height)
     instance = None
     if instance_path is not None:
         labels = read_label_map(instance_path)
@@ -242,10 +249,8 @@ def load_view(
                 instance_path, f"instance id {labels.max()} but classes.txt lists {n_classes} names"
             )
         labels = resize_nearest(labels, cam.width, cam.height)
-        instance = torch.from_numpy(np.ascontiguousarray(labels))
-    return View(
-        cam, torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), image_path, instance
-    )
+        instance = torch.from_numpy(np.ascontiguousarray(labels)).to(label_dtype(n_classes))
+    return View(cam, torch.from_numpy(np.ascontiguousarray(pixels)), image_path, instance)
 
 
 def every_nth_is_test(count: int, step: int = 8) -> list[bool]:
@@ -291,14 +296,42 @@ def bounds_from_cameras(cameras: list[Camera]) -> torch.Tensor:
 def estimate_background(
     views: list[View], cfg: BackgroundConfig = BackgroundConfig()
 ) -> torch.Tensor:
-    """Backdrop colour ``[3]``: median of the instance-0 pixels when near-constant, else black."""
-    pixels = [v.image[v.instance == 0] for v in views if v.instance is not None]
-    if not pixels:
+    """Backdrop colour ``[3]``: median of the instance-0 pixels when near-constant, else black.
+
+    8-bit RGB views are tallied in a histogram per channel, one view at a time, which gives the
+    same median (torch's: the lower of the two middle values) without gathering every
+    background pixel of the capture as float (gigabytes at a megapixel times hundreds of views);
+    the standard deviation is then computed in float64 from the histogram.
+    """
+    views = [v for v in views if v.instance is not None]
+    if not views:
         return torch.zeros(3)
-    background = torch.cat(pixels)  # [M, 3]
+    if all(v.pixels.dtype == torch.uint8 and v.pixels.shape[-1] == 3 for v in views):
+        return _background_from_histogram(views, cfg)
+    background = torch.cat([v.image[v.instance == 0] for v in views])  # [M, 3]
     if len(background) < 2 or bool((background.std(0) > cfg.max_std).any()):
         return torch.zeros(3)
     return background.median(0).values
+
+
+def _background_from_histogram(views: list[View], cfg: BackgroundConfig) -> torch.Tensor:
+    """:func:`estimate_background` of 8-bit RGB views from per-channel histograms."""
+    levels = 256
+    counts = torch.zeros(3, levels, dtype=torch.int64)
+    for view in views:
+        pixels = view.pixels[view.instance == 0].long()  # [M, 3]
+        offsets = torch.arange(3) * levels
+        counts += torch.bincount((pixels + offsets).reshape(-1), minlength=3 * levels).view(3, -1)
+    n = int(counts[0].sum())
+    if n < 2:
+        return torch.zeros(3)
+    values = torch.arange(levels, dtype=torch.float64) / 255.0
+    mean = (counts * values).sum(1) / n
+    std = ((counts * (values - mean[:, None]) ** 2).sum(1) / (n - 1)).sqrt()
+    if bool((std > cfg.max_std).any()):
+        return torch.zeros(3)
+    lower_middle = (counts.cumsum(1) > (n - 1) // 2).int().argmax(1)  # first level past it
+    return pixels_to_image(lower_middle.to(torch.uint8)[None, None])[0, 0]
 
 
 def image_folder(root: Path, downscale: int) -> tuple[Path, bool]:

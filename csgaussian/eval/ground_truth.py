@@ -51,7 +51,7 @@ def _targets_from_masks(
 ) -> list[SegmentationTarget]:
     targets = []
     for index, (view, by_class) in enumerate(zip(views, masks, strict=True)):
-        height, width = view.image.shape[:2]
+        height, width = view.size
         for class_name in sorted(by_class):
             texts = [class_name] if queries is None else queries.get(class_name, [])
             gt = resize_mask(by_class[class_name], height, width)

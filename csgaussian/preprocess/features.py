@@ -34,8 +34,17 @@ class ViewMasks:
     """The masks of one view at one level."""
 
     stem: str
-    ids: np.ndarray  # [H, W] int64 local mask id 0..M-1, -1 = no mask
+    ids: np.ndarray  # [H, W] local mask id 0..M-1, -1 = no mask; int8/16/32 (mask_id_dtype)
     features: np.ndarray  # [M, D] float32, row m = language feature of mask m
+
+
+def mask_id_dtype(n_masks: int) -> np.dtype:
+    """The smallest of int8, int16 and int32 holding the local ids ``-1..n_masks - 1``: stages
+    2-3 keep every training view's ids in memory, at 1 or 2 bytes a pixel instead of 8."""
+    for dtype in (np.int8, np.int16):
+        if n_masks - 1 <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int32)
 
 
 def view_stem(image_path: str | os.PathLike[str]) -> str:
@@ -178,7 +187,7 @@ def read_view(
         present, local = present[1:], local - 1
     return ViewMasks(
         stem=stem,
-        ids=local.reshape(plane.shape).astype(np.int64),
+        ids=local.reshape(plane.shape).astype(mask_id_dtype(len(present))),
         features=feats[present].astype(np.float32),
     )
 

@@ -76,7 +76,7 @@ def prepare_features(
     by_id = embeddings[[names.index(t) for t in texts]]  # [1 + classes, dim]
     masks = 0
     for stem, view in views.items():
-        instance = view.instance.numpy()  # [H, W] int64
+        instance = view.instance.numpy()  # [H, W]
         present, local = np.unique(instance, return_inverse=True)
         ids = local.reshape(instance.shape)
         features = by_id[present]
@@ -150,14 +150,15 @@ def prepare_sam_clip(
     loop_start = time.perf_counter()
     with TrainProgress(len(views), quiet=quiet, description="prepare") as progress:
         for done, (stem, view) in enumerate(views.items(), start=1):
-            by_level = masker.generate(view.image)
+            image = view.image
+            by_level = masker.generate(image)
             ids, features = [], []
             for level in LEVELS:
                 masks, scores = by_level[level]
                 kept = masks[mask_nms(masks, scores)]
                 level_ids, order = id_map(kept)
                 ids.append(level_ids.numpy())
-                features.append(encoder.encode_crops(view.image, kept[order]).numpy())
+                features.append(encoder.encode_crops(image, kept[order]).numpy())
                 counts[level] += len(order)
             write_view(out_dir, stem, ids, features)
             progress.update(done, masks=sum(len(f) for f in features))

@@ -220,7 +220,8 @@ class Trainer:
             self.model, view.camera, cfg.raster, use_mask, self.entropy if pricing else None, mode
         )
         image, gaussians, rate = rendered.image, rendered.gaussians, rendered.rate
-        loss = color_loss(self.model, image, view.image, gaussians.scales, cfg, use_mask)
+        target = view.image  # float32, made from the stored pixels for this step
+        loss = color_loss(self.model, image, target, gaussians.scales, cfg, use_mask)
         if rate is not None:
             loss = loss + cfg.rate.lambda_rate * rate.bits_per_value
         densifying = self.densifier.active(self.iteration)
@@ -244,7 +245,7 @@ class Trainer:
             self.densifier.step(self.model, self.optimizer)
         return StepStats(
             loss=loss.item(),
-            psnr=psnr(image.detach(), view.image),
+            psnr=psnr(image.detach(), target),
             n_gaussians=int(gaussians.means.shape[0]),
             bits_per_value=None if rate is None else rate.bits_per_value.item(),
         )

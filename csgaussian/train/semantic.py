@@ -43,7 +43,7 @@ from ..scene.scaffold import NeuralGaussians, ScaffoldModel
 from ..semantics.codebook import fit_codebook
 from ..semantics.field import SemanticEntropyModel, SemanticField
 from ..semantics.layer import SemanticLayer, slot_positions
-from ..types import Camera, DataError, Dataset
+from ..types import Camera, DataError, Dataset, View
 from .config import SemanticTrainConfig
 from .semantic_association import LeafMaskVotes, dedupe_language
 from .semantic_losses import mask_losses
@@ -72,7 +72,7 @@ class _TrainingView:
 
     gaussians: NeuralGaussians
     camera: Camera
-    image: Tensor  # [H, W, 3] the training image
+    source: View  # the training image, as the dataset keeps it
     masks: ViewMasks
 
 
@@ -122,24 +122,26 @@ class SemanticTrainer:
         with torch.no_grad():
             for view in scene.train:
                 view_masks = masks[view_stem(view.image_path)]
-                shape = (view.camera.height, view.camera.width)
+                shape = view.size
                 if tuple(view_masks.ids.shape) != shape:
                     raise DataError(
                         f"{view.image_path}: masks are {tuple(view_masks.ids.shape)}, "
                         f"the image is {shape}"
                     )
                 gaussians = self.model.neural_gaussians(view.camera)
-                views.append(_TrainingView(gaussians, view.camera, view.image, view_masks))
+                views.append(_TrainingView(gaussians, view.camera, view, view_masks))
         return views
 
     def _quality_weights(self) -> Tensor:
+        """One render per view, each added and let go (a list of renders would hold every
+        view's float image at once)."""
         accumulator = QualityAccumulator(self.model.n_anchors, self.model.config.n_offsets)
-        with torch.no_grad():
-            images = [
-                render_view(self.model, v.camera, self.config.raster).image for v in self.views
-            ]
-        for view, image in zip(self.views, images, strict=True):
-            accumulator.add_view(view.gaussians, view.camera, image, view.image, self.config.raster)
+        for view in self.views:
+            with torch.no_grad():
+                image = render_view(self.model, view.camera, self.config.raster).image
+            accumulator.add_view(
+                view.gaussians, view.camera, image, view.source.image, self.config.raster
+            )
         return accumulator.weights(self.config.quality)
 
     def _optimizer(self) -> torch.optim.Adam:

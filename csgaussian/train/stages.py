@@ -138,7 +138,7 @@ def train_semantic_stages(
         )
     _write_base_layer(run_dir, MIN_SLOT_SHARE, scene, config.stream_cameras)
     features_dir, text_space = _features(run_dir, info)
-    sizes = {view_stem(view.image_path): tuple(view.image.shape[:2]) for view in scene.train}
+    sizes = {view_stem(view.image_path): view.size for view in scene.train}
     masks = read_features(features_dir, list(sizes), config.semantic.level, sizes)
     if text_space is None:
         text_space = f"{EXTERNAL_SPACE}:{next(iter(masks.values())).features.shape[1]}"
@@ -196,7 +196,7 @@ def _check_features(info: RunSettings, scene: Dataset, config: TrainConfig) -> N
         return
     view = scene.train[0]
     stem = view_stem(view.image_path)
-    read_features(info.features, [stem], config.semantic.level, {stem: view.image.shape[:2]})
+    read_features(info.features, [stem], config.semantic.level, {stem: view.size})
 
 
 def _features(run_dir: Path, info: RunSettings) -> tuple[Path, str | None]:

@@ -38,7 +38,10 @@ def test_kitchen_loads(kitchen):
     view = scene.train[0]
     assert view.image.shape == (128, 128, 3) and view.image.dtype == torch.float32
     assert 0.0 <= view.image.min() and view.image.max() <= 1.0
-    assert view.instance.shape == (128, 128) and view.instance.dtype == torch.int64
+    assert view.pixels.dtype == torch.uint8  # 3 bytes a pixel held, not 12
+    old = np.asarray(Image.open(view.image_path).convert("RGB"), dtype=np.float32) / 255.0
+    assert np.array_equal(view.image.numpy(), old)  # the float loader's values, bit for bit
+    assert view.instance.shape == (128, 128) and view.instance.dtype == torch.uint8
     assert int(view.instance.max()) == 7
     assert view.camera.K[0, 0] == pytest.approx(64 / math.tan(0.8726646304130554 / 2), rel=1e-5)
     # the backdrop (instance 0) is a near-constant grey-blue
@@ -93,7 +96,8 @@ def test_rgba_is_composited_on_white(tmp_path, make_blender):
     scene = load_scene(root)
     raw = np.asarray(Image.open(root / "train" / "r_000.png"), dtype=np.float32) / 255
     expected = raw[..., :3] * raw[..., 3:] + (1 - raw[..., 3:])
-    assert np.allclose(scene.train[0].image.numpy(), expected, atol=1e-6)
+    assert scene.train[0].pixels.dtype == torch.uint8 and scene.train[0].pixels.shape[-1] == 4
+    assert np.array_equal(scene.train[0].image.numpy(), expected)
     assert torch.equal(scene.background, torch.ones(3))
 
 
@@ -104,8 +108,10 @@ def test_greyscale_becomes_three_channels(tmp_path, make_blender):
     assert torch.equal(image[..., 0], image[..., 2])
     deep = np.arange(48, dtype=np.uint16).reshape(6, 8) * 1000  # 16-bit greyscale
     Image.fromarray(deep).save(tmp_path / "train" / "r_001.png")
-    image = load_scene(tmp_path).train[1].image
-    assert torch.allclose(image[..., 1], torch.tensor(deep / 65535.0, dtype=torch.float32))
+    view = load_scene(tmp_path).train[1]
+    assert view.pixels.dtype == torch.uint16  # 16 bits kept, not squashed into 8
+    expected = deep.astype(np.float32) / 65535.0  # the float loader's values
+    assert np.array_equal(view.image[..., 1].numpy(), expected)
 
 
 def test_downscale_halves_size_and_intrinsics(tmp_path, make_blender):
@@ -113,6 +119,7 @@ def test_downscale_halves_size_and_intrinsics(tmp_path, make_blender):
     full, half = load_scene(root), load_scene(root, downscale=2)
     a, b = full.train[0], half.train[0]
     assert b.image.shape == (3, 4, 3)
+    assert a.pixels.dtype == torch.uint8 and b.pixels.dtype == torch.float32  # averages kept
     assert (b.camera.width, b.camera.height) == (4, 3)
     assert torch.allclose(b.camera.K[:2], a.camera.K[:2] / 2)
     # area averaging: each output pixel is the mean of a 2x2 block

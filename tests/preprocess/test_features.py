@@ -5,6 +5,7 @@ import pytest
 
 from csgaussian.preprocess.features import (
     LEVELS,
+    mask_id_dtype,
     read_features,
     read_view,
     view_stem,
@@ -47,7 +48,7 @@ def test_write_uses_global_ids_and_read_returns_each_level(tmp_path):
     np.testing.assert_array_equal(rows, np.concatenate(feats))
     for level, name in enumerate(LEVELS):
         masks = read_view(tmp_path, "view", name)
-        assert masks.stem == "view" and masks.ids.dtype == np.int64
+        assert masks.stem == "view" and masks.ids.dtype == np.int8
         np.testing.assert_array_equal(masks.ids, ids[level])
         np.testing.assert_array_equal(masks.features, feats[level])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["view_f.npy", "view_s.npy"]
@@ -211,3 +212,22 @@ def test_masks_are_resized_to_the_image_nearest_and_lost_masks_dropped(tmp_path)
     assert set(kept) < {0, 1, 2, 3}
     same = read_view(tmp_path, "v", "whole", size=(2, 4))
     np.testing.assert_array_equal(same.ids, seg[3])
+
+
+def test_mask_ids_are_kept_in_the_smallest_signed_type():
+    assert mask_id_dtype(0) == np.int8 and mask_id_dtype(128) == np.int8
+    assert mask_id_dtype(129) == np.int16 and mask_id_dtype(32768) == np.int16
+    assert mask_id_dtype(32769) == np.int32
+
+
+def test_many_masks_keep_their_ids_in_sixteen_bits(tmp_path):
+    """300 masks (SAM makes hundreds) read as int16 with every id and the -1 holes intact."""
+    count = 300
+    ids = np.arange(H * 60 * W) % (count + 1) - 1  # -1 and every id 0..299
+    ids = ids.reshape(H * 10, W * 6)
+    feats = unit_rows(count, seed=3)
+    write_view(tmp_path, "v", [ids] * len(LEVELS), [feats] * len(LEVELS))
+    masks = read_view(tmp_path, "v", "whole")
+    assert masks.ids.dtype == np.int16
+    np.testing.assert_array_equal(masks.ids, ids)
+    np.testing.assert_array_equal(masks.features, feats)

@@ -150,3 +150,41 @@ def test_semantic_stages_without_a_base_layer_are_refused_before_training(tiny_s
     with pytest.raises(ValueError, match="--lambda 0 trains no base layer"):
         api.train(tiny_scene, tmp_path / "run", preset="tiny", lambda_rate=0, quiet=True)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_stage_two_holds_the_datasets_pixels_and_renders_one_view_at_a_time(
+    tiny_run, tiny_scene, monkeypatch
+):
+    """The trainer keeps each view's 8-bit pixels (no float copy) and compact mask ids, and the
+    quality weights let each render go before the next (not one float image per view at once)."""
+    import weakref
+
+    from csgaussian.data import load_scene
+    from csgaussian.preprocess.features import read_features, view_stem
+    from csgaussian.run import RunDir
+    from csgaussian.train import semantic
+    from csgaussian.train.config import preset
+
+    scene = load_scene(tiny_scene, load_instances=False)
+    config = preset("tiny").semantic
+    sizes = {view_stem(v.image_path): v.size for v in scene.train}
+    masks = read_features(RunDir(tiny_run).features_dir, list(sizes), config.level, sizes)
+    trainer = SemanticTrainer(scene, masks, "hash", config, tiny_run)
+    for view, source in zip(trainer.views, scene.train, strict=True):
+        assert view.source is source and source.pixels.dtype == torch.uint8
+        assert view.masks.ids.itemsize == 1  # a few masks per view: int8 ids
+    renders: list[weakref.ref] = []
+    most_alive = 0
+    original = semantic.render_view
+
+    def counting_render(*args, **kwargs):
+        nonlocal most_alive
+        most_alive = max(most_alive, sum(ref() is not None for ref in renders))
+        out = original(*args, **kwargs)
+        renders.append(weakref.ref(out.image))
+        return out
+
+    monkeypatch.setattr(semantic, "render_view", counting_render)
+    trainer._quality_weights()
+    assert len(renders) == len(scene.train) > 2
+    assert most_alive <= 1
