@@ -347,7 +347,7 @@ def export(
 
     Scaffold-GS colours and shapes depend on the view; the export fits one Gaussian per drawn
     anchor slot, with SH colours of degree ``sh_degree`` (default: ``ExportConfig``'s), to
-    renders of the decoded model from the capture cameras the stream holds, else from an orbit
+    renders of the decoded model from the capture cameras the stream holds and an orbit
     around the anchors (:mod:`csgaussian.export.fit`).
     ``select`` keeps only the object a text names (the scene needs a semantic layer). Returns a
     JSON-ready report.

@@ -5,7 +5,8 @@ from MLPs of the view, and a slot whose opacity is <= 0 in a view is not drawn t
 hides Gaussians view by view. Means do not depend on the view (``x + O_k * l[0:3]``,
 docs/method.md §1). The export keeps one Gaussian per anchor slot drawn in at least one of its
 views, at its fixed mean. Its views are the capture's cameras the stream holds (the viewpoints
-the model was trained for, docs/format.md), else an orbit around the anchors.
+the model was trained for, docs/format.md) and an orbit around the anchors (16 capture cameras
+alone let the fit overfit their viewpoints: benchmarks/results/export/).
 
 1. Closed form from the views: opacity = its mean over the views that draw the slot (a view
    that hides it says nothing about how opaque it is where it shows), log-scales averaged, the
@@ -58,7 +59,7 @@ class ExportConfig:
     """A Gaussian is dropped when its weight in the views that hide it exceeds this times its
     weight in the views that draw it."""
     n_views: int = 64
-    """Orbit cameras when the stream holds no capture cameras."""
+    """Orbit cameras added to the capture cameras."""
     image_size: int = 128
     """Largest side of the views, pixels (capture cameras are scaled down to it)."""
     fov_deg: float = 50.0
@@ -70,7 +71,7 @@ class ExportConfig:
     """Quantile of the anchors' distances that sets the scene's radius (ignores stray anchors)."""
     elevation_deg: tuple[float, float] = (0.0, 90.0)
     """Elevation band of the orbit cameras about +Z (a +Z-up scene seen from above, as the
-    Blender-layout scenes are; used only when the stream holds no cameras)."""
+    Blender-layout scenes are)."""
     sh_ridge: float = 0.05
     """Ridge weight, per colour sample, on the non-DC coefficients of the closed-form SH fit."""
     lr_dc: float = 0.025
@@ -122,10 +123,9 @@ class _SlotStats:
 
 
 def export_views(model: ScaffoldModel, cameras: list[Camera], config: ExportConfig) -> list[Camera]:
-    """The views of the export: ``cameras`` (the capture's) scaled to ``image_size``, or an
-    orbit of ``n_views`` cameras around the anchors when there are none."""
-    if cameras:
-        return [c.scaled(min(1.0, config.image_size / max(c.width, c.height))) for c in cameras]
+    """The views of the export: ``cameras`` (the capture's) scaled to ``image_size``, then an
+    orbit of ``n_views`` cameras around the anchors (a few capture cameras alone let the fit
+    overfit their viewpoints)."""
     sampler = OrbitSampler.around(
         model.anchors,
         config.radius_quantile,
@@ -134,7 +134,8 @@ def export_views(model: ScaffoldModel, cameras: list[Camera], config: ExportConf
         size=config.image_size,
         fov_deg=config.fov_deg,
     )
-    return sampler.spiral(config.n_views)
+    capture = [c.scaled(min(1.0, config.image_size / max(c.width, c.height))) for c in cameras]
+    return capture + sampler.spiral(config.n_views)
 
 
 @torch.no_grad()
@@ -236,7 +237,7 @@ def fit_export(
     cameras: list[Camera] | None = None,
 ) -> ExportedGaussians:
     """The exported scene of ``model`` from the views of ``cameras`` (e.g. ``Scene.cameras``;
-    None or empty: an orbit): the closed form, then ``fit_iterations`` Adam steps (module doc;
+    and an orbit): the closed form, then ``fit_iterations`` Adam steps (module doc;
     gradients on even when the caller runs under ``torch.no_grad``)."""
     views = export_views(model, cameras or [], config)
     init = _closed_form(model, views, config)

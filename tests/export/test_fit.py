@@ -70,20 +70,19 @@ def _closeness_to_decoded(model, gaussians, views) -> float:
 
 
 def test_capture_cameras_and_pruning_bring_the_closed_form_closer(tiny_run, tiny_scene):
-    """On held-out views: the closed form at the capture cameras the stream holds beats the one
-    at an orbit (the viewpoints the model was trained for), and dropping the Gaussians that
-    would be fog where the model hides them beats keeping them (measured on this scene: about
-    +2.3 dB and +0.9 dB)."""
+    """On held-out views: the closed form with the capture cameras the stream holds (the
+    viewpoints the model was trained for) beats the one at an orbit alone, and dropping the
+    Gaussians that would be fog where the model hides them beats keeping them."""
     scene = api.decode(tiny_run / "stream.csg")
     assert scene.cameras, "training stores its cameras in the stream"
     views = load_scene(tiny_scene).test
-    closed = ExportConfig(fit_iterations=0, image_size=48)
+    closed = ExportConfig(fit_iterations=0, image_size=48, n_views=8)
     at_cameras = fit_export(scene.model, closed, cameras=scene.cameras)
     unpruned = fit_export(scene.model, replace(closed, prune_passes=0), cameras=scene.cameras)
-    orbit = fit_export(scene.model, replace(closed, n_views=8))
+    orbit = fit_export(scene.model, closed)
     assert len(at_cameras) < len(unpruned)
     ours = _closeness_to_decoded(scene.model, at_cameras, views)
-    assert ours > _closeness_to_decoded(scene.model, orbit, views) + 1.0
+    assert ours > _closeness_to_decoded(scene.model, orbit, views) + 0.4
     assert ours > _closeness_to_decoded(scene.model, unpruned, views) + 0.2
 
 
