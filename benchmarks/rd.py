@@ -1,17 +1,18 @@
-"""Rate-distortion benchmark (issue 3): PSNR versus bytes on one scene, five ways of storing it.
+"""Rate-distortion benchmark (issue 3): PSNR versus bytes on one scene, four ways of storing it.
 
 Trains the scene (default: the kitchen) as plain Scaffold-GS (``lambda_rate = 0``) and with the
 rate term at several lambdas, for the INR hyperprior (the paper's) and the hash-grid peer
 (HAC-style), then measures on the same test views:
 
 * ``scaffold fp32``: the uncompressed run, every tensor a renderer needs as float32;
-* ``3DGS PLY``: that run exported as a standard 3DGS PLY (SH degree 3, the export's closed-form
-  fit: ``PLY_FIT_ITERATIONS``), rendered back by the plain SH rasterizer;
 * ``fp16 + lzma``: that run's tensors cast to float16, concatenated and compressed with lzma;
 * ``INR hyperprior`` and ``hash-grid hyperprior``: ``.csg`` streams from ``api.encode``, with
   no capture cameras (``max_cameras=0``): the figures count the coded scene, as the paper and
   its peers do, not the optional pose side channel (docs/format.md §3.7, 486 bytes for 16
   cameras of one capture).
+
+The standard 3DGS PLY a receiver exports from a stream is measured by ``benchmarks/export.py``
+(results in ``results/export/``), against the decoded model it comes from.
 
 Every run is trained once per ``--seeds`` entry; the tables give each seed's points and their
 mean with the spread (min-max), and the headline figures are read from the means. Writes
@@ -51,8 +52,6 @@ from csgaussian import api
 from csgaussian.codec.container import StreamError
 from csgaussian.data import load_scene
 from csgaussian.eval.metrics import evaluate_images
-from csgaussian.ply import read_gaussians_ply
-from csgaussian.render.sh import rasterize_sh
 from csgaussian.scene.io import RUN_INFO_NAME, SCENE_NAME, RunError
 from csgaussian.scene.scaffold import ScaffoldModel
 from csgaussian.train.config import PRESETS
@@ -76,16 +75,12 @@ QUICK_ITERATIONS = 60
 """Smoke mode: enough iterations to pass the rate start (a quarter of them) and densify once."""
 NEAR_LOSSLESS_DB = 0.3
 """An INR point 'matches' the fp32 baseline when its PSNR is at most this far below it."""
-PLY_FIT_ITERATIONS = 0
-"""The PLY point is the export's closed-form SH fit: the 2,000-step fit costs as much as a run's
-training (``benchmarks/export.py`` measures it against the decoded model)."""
 LZMA_PRESET = 9 | lzma.PRESET_EXTREME
 FP32_BYTES = 4
 KILO = 1000
 
-SCAFFOLD, PLY, FP16, INR, GRID = (
+SCAFFOLD, FP16, INR, GRID = (
     "scaffold fp32",
-    "3DGS PLY",
     "fp16 + lzma",
     "INR hyperprior",
     "hash-grid hyperprior",
@@ -212,24 +207,6 @@ def scaffold_point(run_dir: Path, seed: int) -> Point:
     size = sum(t.numel() * FP32_BYTES for t in renderer_tensors(model).values())
     metrics = api.evaluate(run_dir)
     return Point(SCAFFOLD, 0.0, seed, size, metrics["psnr"], metrics["ssim"], model.n_anchors)
-
-
-@torch.no_grad()
-def ply_point(run_dir: Path, ply_path: Path, views: list[View], seed: int) -> Point:
-    """Export the run as a 3DGS PLY and render its SH Gaussians on ``views``."""
-    api.export(run_dir, ply_path, fit_iterations=PLY_FIT_ITERATIONS)
-    g = read_gaussians_ply(ply_path)
-    model, _ = api.load_trained(run_dir)
-    background = model.background_color()
-    preds = [
-        rasterize_sh(
-            g["means"], g["quats"], g["scales"], g["opacities"], g["sh"], view.camera, background
-        ).colors.clamp(0, 1)
-        for view in views
-    ]
-    metrics = score(preds, views)
-    size = ply_path.stat().st_size
-    return Point(PLY, 0.0, seed, size, metrics["psnr"], metrics["ssim"], model.n_anchors)
 
 
 def fp16_point(run_dir: Path, views: list[View], seed: int) -> Point:
@@ -441,7 +418,7 @@ def plot(means: list[Point], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = dict(zip((SCAFFOLD, PLY, FP16, INR, GRID), "s^Dov", strict=True))
+    markers = dict(zip((SCAFFOLD, FP16, INR, GRID), "sDov", strict=True))
     for method, marker in markers.items():
         chosen = sorted((p for p in means if p.method == method), key=lambda p: p.bytes)
         if chosen:
@@ -475,7 +452,6 @@ def seed_points(settings: Settings, seed: int, views: list[View], console: Conso
         if hyperprior is None:
             new = [
                 scaffold_point(run_dir, seed),
-                ply_point(run_dir, settings.out / f"{name}.ply", views, seed),
                 fp16_point(run_dir, views, seed),
             ]
         else:

@@ -96,7 +96,9 @@ def server_figures(stream: Path, cameras: list[Camera], n_frames: int) -> dict:
         removed = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
     config = ViewerConfig()
-    splats = splats_of(session.scene.model, config.splat_views, config.splat_bulk_share)
+    splats = splats_of(
+        session.scene.model, session.scene.cameras, config.splat_views, config.splat_bulk_share
+    )
     return {
         "frame_side": SIDE,
         "first_frame_s": round(first, 3),

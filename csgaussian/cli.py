@@ -162,11 +162,22 @@ def _add_encode(commands: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_fit_iterations(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fit-iterations",
+        type=int,
+        help=f"steps of the PLY's SH fit (default {ExportConfig().fit_iterations}; 0: no fit)",
+    )
+
+
 def _add_decode(commands: argparse._SubParsersAction) -> None:
-    decode = commands.add_parser("decode", help="decode a .csg file (scene.pt + scene.ply)")
+    decode = commands.add_parser(
+        "decode", help="decode a .csg file (scene.pt + scene.ply, the default export)"
+    )
     decode.add_argument("stream", type=Path, help=".csg file")
     _output(decode, "output folder")
     decode.add_argument("--base-only", action="store_true", help="skip the semantic layer")
+    _add_fit_iterations(decode)
     decode.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
 
@@ -183,11 +194,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
         type=int,
         help=f"SH degree of the colours (default {export_defaults.sh_degree})",
     )
-    export.add_argument(
-        "--fit-iterations",
-        type=int,
-        help=f"steps of the SH fit (default {export_defaults.fit_iterations}; 0: no fit)",
-    )
+    _add_fit_iterations(export)
     export.add_argument("--quiet", action="store_true", help="no progress display")
     export.add_argument("--max-memory", type=_memory_size, help=MAX_MEMORY_HELP)
 
@@ -389,7 +396,9 @@ def _encode(args: argparse.Namespace, console: Console) -> None:
 
 
 def _decode(args: argparse.Namespace, console: Console) -> None:
-    report = api.decode_to(args.stream, args.output, base_only=args.base_only)
+    report = api.decode_to(
+        args.stream, args.output, args.base_only, quiet=False, fit_iterations=args.fit_iterations
+    )
     console.print(summary_table(f"decoded {args.stream}", report))
 
 

@@ -25,9 +25,6 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 DEMO_QUERY = "a red ball"
 """The demo's closing query: a paraphrase of one of the built-in scene's object names ("red
 ball", see ``csgaussian.data.synthetic_geometry.default_objects``)."""
-DEMO_EXPORT_FIT_ITERATIONS = 0
-"""The demo writes the export's closed-form SH fit (its starting values, no Adam steps); the
-2,000-step fit of ``csgaussian export`` would take about as long as the demo's training."""
 
 
 def demo(
@@ -47,9 +44,7 @@ def demo(
     stream_path = out_dir / "scene.csg"
     encoded = encode(run_dir, stream_path)
     decoded = evaluate(stream_path, scene_dir)
-    n_exported = export(
-        run_dir, out_dir / "scene.ply", fit_iterations=DEMO_EXPORT_FIT_ITERATIONS, quiet=True
-    )["gaussians"]
+    n_exported = export(stream_path, out_dir / "scene.ply", quiet=True)["gaussians"]
     renders = render(stream_path, out_dir / "renders", data=scene_dir)
     closing = query_view(stream_path, DEMO_QUERY, scene_dir, "test:0", out_dir / "query")
     layers = layer_bytes(encoded.data)

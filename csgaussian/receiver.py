@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,7 +22,6 @@ from .codec.files import decode, layer_bytes, read_stream_file, save_edited
 from .data import load_scene
 from .eval.metrics import evaluate_images, load_lpips
 from .fileio import atomic_write, write_bytes_atomic
-from .ply import write_gaussians_ply
 from .render.sh import MAX_SH_DEGREE
 from .run import RunDir, load_trained
 from .scene.decoded import Scene
@@ -40,6 +39,9 @@ from .semantics.query import (
     select,
 )
 from .types import Camera, Dataset
+
+if TYPE_CHECKING:
+    from .export.fit import ExportConfig
 
 SPLITS = ("train", "test")
 
@@ -60,17 +62,27 @@ def load_model(source: str | Path) -> ScaffoldModel:
     return load(source, base_only=True).model
 
 
-def decode_to(stream_path: str | Path, out_dir: str | Path, base_only: bool = False) -> dict:
-    """Decode a stream into ``out_dir``: ``scene.pt`` (renderable) and a 3DGS ``scene.ply``."""
+def decode_to(
+    stream_path: str | Path,
+    out_dir: str | Path,
+    base_only: bool = False,
+    quiet: bool = True,
+    fit_iterations: int | None = None,
+) -> dict:
+    """Decode a stream into ``out_dir``: ``scene.pt`` (renderable) and ``scene.ply``, the
+    standard 3DGS export of :func:`export` (``fit_iterations``: its default unless given)."""
+    from .export.scene import export_scene
+
     out_dir = Path(out_dir)
+    config = _export_config(None, fit_iterations)
     scene = decode(stream_path, base_only=base_only)
     model = scene.model
     save_torch(out_dir / SCENE_NAME, scene_state(model, None))
-    g = static_gaussians(model, _default_eye(model))
-    write_gaussians_ply(out_dir / "scene.ply", g.means, g.scales, g.quats, g.opacities, g.colors)
+    exported = export_scene(scene, out_dir / "scene.ply", config, quiet=quiet)
     report: dict[str, Any] = {
         "n_anchors": model.n_anchors,
-        "ply_gaussians": int(g.means.shape[0]),
+        "ply_gaussians": exported["gaussians"],
+        "ply_fit_seconds": exported["fit_seconds"],
         "semantics": scene.semantics is not None,
     }
     if scene.semantics is not None:
@@ -212,7 +224,7 @@ def edit(
         scene = decode(scene)
     edits = [*scene.edits, *resolve(scene, requests, config=config)]
     check_edits_fit(scene.model, edits)
-    return Scene(scene.model, scene.semantics, list(scene.notes), edits)
+    return replace(scene, notes=list(scene.notes), edits=edits)
 
 
 def edit_file(
@@ -335,12 +347,21 @@ def export(
 
     Scaffold-GS colours and shapes depend on the view; the export fits one Gaussian per drawn
     anchor slot, with SH colours of degree ``sh_degree`` (default: ``ExportConfig``'s), to
-    renders of the decoded model from sampled cameras (:mod:`csgaussian.export.fit`).
+    renders of the decoded model from the capture cameras the stream holds and an orbit
+    around the anchors (:mod:`csgaussian.export.fit`).
     ``select`` keeps only the object a text names (the scene needs a semantic layer). Returns a
     JSON-ready report.
     """
-    from .export.fit import ExportConfig
     from .export.scene import export_scene
+
+    config = _export_config(sh_degree, fit_iterations)
+    scene = load(source)
+    return export_scene(scene, Path(out_path), config, select, quiet)
+
+
+def _export_config(sh_degree: int | None, fit_iterations: int | None) -> ExportConfig:
+    """``ExportConfig`` with the given overrides, checked."""
+    from .export.fit import ExportConfig
 
     if sh_degree is not None and not 0 <= sh_degree <= MAX_SH_DEGREE:
         raise ValueError(f"--sh-degree must be 0-{MAX_SH_DEGREE}, got {sh_degree}")
@@ -351,11 +372,4 @@ def export(
         config = replace(config, sh_degree=sh_degree)
     if fit_iterations is not None:
         config = replace(config, fit_iterations=fit_iterations)
-    scene = load(source)
-    return export_scene(scene, Path(out_path), config, select, quiet)
-
-
-def _default_eye(model: ScaffoldModel) -> torch.Tensor:
-    """A viewpoint above the anchors' centroid at the scene's extent (no cameras known)."""
-    extent = (model.anchors.max(0).values - model.anchors.min(0).values).norm()
-    return model.anchors.mean(0) + torch.tensor([0.0, 0.0, 1.0]) * extent
+    return config

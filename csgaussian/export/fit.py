@@ -1,19 +1,27 @@
 """Fit a view-independent 3DGS scene (SH colours) to a decoded Scaffold-GS model.
 
 Scaffold-GS spawns its neural Gaussians per view: opacity, colour, scale and rotation come
-from MLPs of the view, and a slot whose opacity is <= 0 in a view is not drawn there. Means do
-not depend on the view (``x + O_k * l[0:3]``, docs/method.md §1). The export therefore keeps one
-Gaussian per anchor slot drawn in at least one of the sampled views (a slot never drawn
-contributes nothing to any of them), at its fixed mean, and fits the rest:
+from MLPs of the view, and a slot whose opacity is <= 0 in a view is not drawn there: the model
+hides Gaussians view by view. Means do not depend on the view (``x + O_k * l[0:3]``,
+docs/method.md §1). The export keeps one Gaussian per anchor slot drawn in at least one of its
+views, at its fixed mean. Its views are the capture's cameras the stream holds (the viewpoints
+the model was trained for, docs/format.md) and an orbit around the anchors (16 capture cameras
+alone let the fit overfit their viewpoints: benchmarks/results/export/).
 
-1. Initial values from the sampled views: opacity = its mean over the views that see the
-   anchor (0 where the slot is not drawn: the expected opacity), log-scales averaged, the
+1. Closed form from the views: opacity = its mean over the views that draw the slot (a view
+   that hides it says nothing about how opaque it is where it shows), log-scales averaged, the
    rotation as the principal eigenvector of the opacity-weighted ``sum q q^T`` (the average
    that ignores the sign of q), and SH coefficients by ridge least squares on the slot's
    per-view colours against their view directions.
-2. Adam on SH coefficients, opacity logits, log-scales and rotations, rendering with the plain
-   3DGS SH rasterizer against renders of the decoded model from the same sampled cameras
-   (L1 + D-SSIM, as 3DGS trains), not against any dataset image: the receiver has the stream.
+2. Hidden Gaussians out: a static scene cannot hide a Gaussian in some views only, so each
+   view's render of the export weighs every Gaussian (its blending weight summed over the
+   pixels); a Gaussian whose weight in the views that hide it exceeds ``prune_ratio`` times its
+   weight in the views that draw it would be fog there, and is dropped (``prune_passes`` times,
+   the weights recomputed after each pass).
+3. ``fit_iterations`` Adam steps on SH coefficients, opacity logits, log-scales and rotations:
+   the plain 3DGS SH rasterizer against the decoded model's renders of the same views (L1),
+   the views in a shuffled order each pass, every learning rate decaying exponentially to
+   ``lr_final_fraction`` of itself by the last step.
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ import torch
 from torch import Tensor
 
 from ..progress import TrainProgress
+from ..render import rasterize_gaussians
+from ..render.projection import RasterConfig
 from ..render.sh import rasterize_sh, sh_basis, sh_coefficient_count
-from ..render.ssim import ssim_loss_term
 from ..scene.rendering import render_view
 from ..scene.scaffold import ScaffoldModel
 from ..types import Camera
@@ -34,45 +43,49 @@ from .cameras import OrbitSampler
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """The SH fit. Learning rates and the D-SSIM weight are 3DGS's (``arguments/__init__.py``:
-    feature 0.0025 with rest / 20, opacity 0.05, scaling 0.005, rotation 0.001, lambda_dssim
-    0.2); the camera sampling and the ridge are ours (kitchen, measured in
-    benchmarks/export.py)."""
+    """The SH export. The views, the pruning, the ridge, the step count and the learning rates
+    are ours, measured on kitchen (benchmarks/export.py, benchmarks/results/export/): the rates
+    are 10x 3DGS's (``arguments/__init__.py``: feature 0.0025 with rest / 20, scaling 0.005,
+    rotation 0.001; opacity 0.05 as 3DGS) because the fit has a few hundred steps from a close
+    start, not 30,000 from a point cloud."""
 
     sh_degree: int = 3
     """Degree of the exported SH colours (3: the 48 colour values of a standard 3DGS PLY)."""
-    fit_iterations: int = 2000
-    """Adam steps of the fit; 0 keeps the closed-form initial values (fewer steps leave the
-    export under the decoded model: benchmarks/results/notes/measurements.md#export-fit)."""
+    fit_iterations: int = 400
+    """Adam steps after the closed form (0: the closed form alone)."""
+    prune_passes: int = 2
+    """Passes of step 2 (module doc); 0 keeps every drawn slot."""
+    prune_ratio: float = 2.0
+    """A Gaussian is dropped when its weight in the views that hide it exceeds this times its
+    weight in the views that draw it."""
     n_views: int = 64
-    """Cameras whose views give the initial values (the fit then draws a new camera per step
-    and renders its target from the decoded model: no view is fitted twice)."""
+    """Orbit cameras added to the capture cameras."""
     image_size: int = 128
-    """Width and height of the sampled views, pixels."""
+    """Largest side of the views, pixels (capture cameras are scaled down to it)."""
     fov_deg: float = 50.0
-    """Field of view of the sampled cameras."""
+    """Field of view of the orbit cameras."""
     radius_range: tuple[float, float] = (1.1, 1.6)
-    """Camera distances from the anchors' centroid, in units of their ``radius_quantile``
+    """Orbit camera distances from the anchors' centroid, in units of their ``radius_quantile``
     distance from it."""
     radius_quantile: float = 0.9
     """Quantile of the anchors' distances that sets the scene's radius (ignores stray anchors)."""
     elevation_deg: tuple[float, float] = (0.0, 90.0)
-    """Elevation band of the cameras about +Z. The stream holds no poses, so this assumes a
-    +Z-up scene seen from above, as the Blender-layout scenes (kitchen, the built-in scene)
-    are; (-90, 90) samples the whole sphere
-    (benchmarks/results/notes/measurements.md#export-elevation)."""
+    """Elevation band of the orbit cameras about +Z (a +Z-up scene seen from above, as the
+    Blender-layout scenes are)."""
     sh_ridge: float = 0.05
-    """Ridge weight, per colour sample, on the non-DC coefficients of the initial SH fit."""
-    lr_dc: float = 0.0025
-    lr_rest: float = 0.000125
+    """Ridge weight, per colour sample, on the non-DC coefficients of the closed-form SH fit."""
+    lr_dc: float = 0.025
+    lr_rest: float = 0.00125
     lr_opacity: float = 0.05
-    lr_scale: float = 0.005
-    lr_rotation: float = 0.001
+    lr_scale: float = 0.05
+    lr_rotation: float = 0.01
     lr_final_fraction: float = 0.1
-    """Every learning rate decays exponentially to this fraction of itself by the last step
-    (ours; 3DGS decays its position rate by 0.01)."""
-    ssim_weight: float = 0.2
+    """Every learning rate decays exponentially to this fraction of itself by the last step."""
     seed: int = 0
+    """Seed of the order in which the fit visits the views."""
+    near_plane: float = 0.2
+    """Gaussians nearer the camera than this are not drawn by the fit's renders, as the
+    standard 3DGS renderers that will show the export cull them (INRIA ``forward.cu``)."""
 
 
 @dataclass
@@ -97,9 +110,8 @@ class ExportedGaussians:
 
 @dataclass
 class _SlotStats:
-    """Per-active-slot sums over the sampled views."""
+    """Per-active-slot sums over the views."""
 
-    n_seen: Tensor  # [S] views in which the slot's anchor is visible
     n_drawn: Tensor  # [S] views in which the slot is drawn
     means: Tensor  # [S, 3]
     opacity: Tensor  # [S] sum of opacities (the SH samples' weights)
@@ -107,11 +119,14 @@ class _SlotStats:
     qq: Tensor  # [S, 4, 4] opacity-weighted sum of q q^T
     ata: Tensor  # [S, M, M] weighted normal equations of the SH fit
     atc: Tensor  # [S, M, 3]
+    drawn_rows: list[Tensor]  # per view, the rows of the slots it draws
 
 
-def camera_sampler(model: ScaffoldModel, config: ExportConfig) -> OrbitSampler:
-    """The fit's cameras around the model's anchors."""
-    return OrbitSampler.around(
+def export_views(model: ScaffoldModel, cameras: list[Camera], config: ExportConfig) -> list[Camera]:
+    """The views of the export: ``cameras`` (the capture's) scaled to ``image_size``, then an
+    orbit of ``n_views`` cameras around the anchors (a few capture cameras alone let the fit
+    overfit their viewpoints)."""
+    sampler = OrbitSampler.around(
         model.anchors,
         config.radius_quantile,
         radius_range=config.radius_range,
@@ -119,30 +134,30 @@ def camera_sampler(model: ScaffoldModel, config: ExportConfig) -> OrbitSampler:
         size=config.image_size,
         fov_deg=config.fov_deg,
     )
+    capture = [c.scaled(min(1.0, config.image_size / max(c.width, c.height))) for c in cameras]
+    return capture + sampler.spiral(config.n_views)
 
 
 @torch.no_grad()
-def _collect(model: ScaffoldModel, cameras: list[Camera], degree: int) -> tuple[Tensor, _SlotStats]:
-    """Sum the per-slot statistics over the views of ``cameras``. Returns the ``[N, K]`` map
-    of active slots to rows (-1 elsewhere) and the sums."""
+def _collect(model: ScaffoldModel, views: list[Camera], degree: int) -> tuple[Tensor, _SlotStats]:
+    """Sum the per-slot statistics over the Gaussians each view spawns (no rendering). Returns
+    the ``[N, K]`` map of active slots to rows (-1 elsewhere) and the sums."""
     active = model.active_slots()
     rows = torch.full(active.shape, -1, dtype=torch.int64)
     n = int(active.sum())
     rows[active] = torch.arange(n)
     m = sh_coefficient_count(degree)
     stats = _SlotStats(
-        torch.zeros(n), torch.zeros(n), torch.zeros(n, 3), torch.zeros(n), torch.zeros(n, 3),
-        torch.zeros(n, 4, 4), torch.zeros(n, m, m), torch.zeros(n, m, 3),
+        torch.zeros(n), torch.zeros(n, 3), torch.zeros(n), torch.zeros(n, 3),
+        torch.zeros(n, 4, 4), torch.zeros(n, m, m), torch.zeros(n, m, 3), [],
     )  # fmt: skip
-    for camera in cameras:
-        out = render_view(model, camera)
-        seen = model.visible_anchors(camera)
-        stats.n_seen += seen[:, None].expand_as(active)[active].float()
-        g = out.gaussians
+    for camera in views:
+        g = model.spawn(model.visible_anchors(camera).nonzero().squeeze(1), camera.center)
         row = rows[g.anchor_index, g.offset_index]
         w = g.opacities
         dirs = torch.nn.functional.normalize(g.means - camera.center, dim=1)
         basis = sh_basis(dirs, degree)  # [G, M]
+        stats.drawn_rows.append(row)
         stats.n_drawn.index_add_(0, row, torch.ones_like(w))
         stats.means[row] = g.means
         stats.opacity.index_add_(0, row, w)
@@ -154,11 +169,11 @@ def _collect(model: ScaffoldModel, cameras: list[Camera], degree: int) -> tuple[
     return rows, stats
 
 
-def initial_gaussians(
-    model: ScaffoldModel, cameras: list[Camera], config: ExportConfig
+def _closed_form(
+    model: ScaffoldModel, views: list[Camera], config: ExportConfig
 ) -> ExportedGaussians:
-    """The closed-form initial export from the views of ``cameras`` (module doc, 1)."""
-    rows, stats = _collect(model, cameras, config.sh_degree)
+    """Steps 1 and 2 of the module doc on ``views``."""
+    rows, stats = _collect(model, views, config.sh_degree)
     drawn = stats.n_drawn > 0
     anchor_index, offset_index = (rows >= 0).nonzero(as_tuple=True)
     count = stats.n_drawn[drawn, None]
@@ -169,7 +184,7 @@ def initial_gaussians(
     lhs = lhs + 1e-8 * torch.eye(m)
     sh = torch.linalg.solve(lhs, stats.atc[drawn])
     quats = torch.linalg.eigh(stats.qq[drawn]).eigenvectors[..., -1]  # [S, 4] largest
-    opacity = stats.opacity[drawn] / stats.n_seen[drawn].clamp_min(1)
+    opacity = stats.opacity[drawn] / stats.n_drawn[drawn]
     gaussians = ExportedGaussians(
         means=stats.means[drawn],
         scales=torch.exp(stats.log_scales[drawn] / count),
@@ -179,26 +194,69 @@ def initial_gaussians(
         anchor_index=anchor_index[drawn],
         offset_index=offset_index[drawn],
     )
+    export_row = torch.full((len(drawn),), -1, dtype=torch.int64)
+    export_row[drawn] = torch.arange(len(gaussians))
+    drawn_in_view = [export_row[r] for r in stats.drawn_rows]
+    for _ in range(config.prune_passes):
+        keep = _not_hidden(gaussians, views, drawn_in_view, config)
+        if bool(keep.all()):
+            break
+        gaussians = gaussians.subset(keep)
+        new_row = torch.cumsum(keep, 0) - 1
+        drawn_in_view = [new_row[r[keep[r]]] for r in drawn_in_view]
     return gaussians
+
+
+def _not_hidden(
+    g: ExportedGaussians, views: list[Camera], drawn_in_view: list[Tensor], config: ExportConfig
+) -> Tensor:
+    """``[S]`` bool: the Gaussians whose blending weight in the views that draw them is at
+    least ``1 / prune_ratio`` times their weight in the views that hide them (module doc, 2)."""
+    raster = RasterConfig(near_plane=config.near_plane)
+    shown = torch.zeros(len(g))
+    hidden = torch.zeros(len(g))
+    for camera, rows in zip(views, drawn_in_view, strict=True):
+        ones = torch.ones(len(g), 1, requires_grad=True)
+        with torch.enable_grad():
+            out = rasterize_gaussians(
+                g.means, g.quats, g.scales, g.opacities, ones, camera, torch.zeros(1), raster
+            )
+            out.colors.sum().backward()  # d/d(colour_i) = sum over pixels of i's weight
+        weight = ones.grad[:, 0]
+        is_drawn = torch.zeros(len(g), dtype=torch.bool)
+        is_drawn[rows] = True
+        shown += torch.where(is_drawn, weight, 0.0)
+        hidden += torch.where(is_drawn, 0.0, weight)
+    return shown * config.prune_ratio >= hidden
 
 
 def fit_export(
     model: ScaffoldModel,
-    config: ExportConfig = ExportConfig(),
-    quiet: bool = True,  # noqa: B008
+    config: ExportConfig = ExportConfig(),  # noqa: B008 (frozen dataclass)
+    quiet: bool = True,
+    cameras: list[Camera] | None = None,
 ) -> ExportedGaussians:
-    """The exported scene of ``model``: initial values, then ``fit_iterations`` Adam steps
-    (gradients on even when the caller runs under ``torch.no_grad``)."""
-    with torch.enable_grad():
-        return _fit(model, config, quiet)
-
-
-def _fit(model: ScaffoldModel, config: ExportConfig, quiet: bool) -> ExportedGaussians:
-    sampler = camera_sampler(model, config)
-    init = initial_gaussians(model, sampler.spiral(config.n_views), config)
+    """The exported scene of ``model`` from the views of ``cameras`` (e.g. ``Scene.cameras``;
+    and an orbit): the closed form, then ``fit_iterations`` Adam steps (module doc;
+    gradients on even when the caller runs under ``torch.no_grad``)."""
+    views = export_views(model, cameras or [], config)
+    init = _closed_form(model, views, config)
     if config.fit_iterations == 0:
         return init
+    with torch.enable_grad():
+        return _fit(model, init, views, config, quiet)
+
+
+def _fit(
+    model: ScaffoldModel,
+    init: ExportedGaussians,
+    views: list[Camera],
+    config: ExportConfig,
+    quiet: bool,
+) -> ExportedGaussians:
     background = model.background_color().detach()
+    with torch.no_grad():
+        targets = [render_view(model, camera).image.clamp(0, 1) for camera in views]
     params = {
         "dc": init.sh[:, :1].clone().requires_grad_(True),
         "rest": init.sh[:, 1:].clone().requires_grad_(True),
@@ -208,34 +266,37 @@ def _fit(model: ScaffoldModel, config: ExportConfig, quiet: bool) -> ExportedGau
     }
     lrs = (config.lr_dc, config.lr_rest, config.lr_opacity, config.lr_scale, config.lr_rotation)
     optimizer = torch.optim.Adam(
-        [{"params": [p], "lr": lr} for p, lr in zip(params.values(), lrs, strict=True)], eps=1e-15
+        [{"params": [p], "lr": lr} for p, lr in zip(params.values(), lrs, strict=True)],
+        eps=1e-15,
+        fused=True,  # one kernel per step instead of a dozen per tensor
     )
     decay = config.lr_final_fraction ** (1.0 / config.fit_iterations)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
     generator = torch.Generator().manual_seed(config.seed)
-    w = config.ssim_weight
+    raster = RasterConfig(near_plane=config.near_plane)
+    order: list[int] = []
     with TrainProgress(config.fit_iterations, quiet, "export fit") as progress:
         for iteration in range(1, config.fit_iterations + 1):
-            camera = sampler.random(generator)
-            with torch.no_grad():
-                target = render_view(model, camera).image.clamp(0, 1)
+            if not order:
+                order = torch.randperm(len(views), generator=generator).tolist()
+            index = order.pop()
             out = rasterize_sh(
                 init.means,
                 params["quats"],
                 params["log_scales"].exp(),
                 torch.sigmoid(params["opacity"]),
                 torch.cat([params["dc"], params["rest"]], dim=1),
-                camera,
+                views[index],
                 background,
+                raster,
             )
-            l1 = (out.colors - target).abs().mean()
-            loss = (1 - w) * l1 + w * ssim_loss_term(out.colors, target)
+            loss = (out.colors - targets[index]).abs().mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            if iteration % 50 == 0 or iteration == config.fit_iterations:
-                progress.update(iteration, l1=l1.item())
+            if iteration % 10 == 0 or iteration == config.fit_iterations:
+                progress.update(iteration, l1=loss.item())
     with torch.no_grad():
         return ExportedGaussians(
             means=init.means,

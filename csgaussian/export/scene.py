@@ -61,7 +61,7 @@ def export_scene(
             )
         report["selected"] = selection.summary()
     started = time.perf_counter()
-    gaussians = fit_export(scene.model, config, quiet)
+    gaussians = fit_export(scene.model, config, quiet, scene.cameras)
     report["fit_seconds"] = round(time.perf_counter() - started, 1)
     if selection is not None:
         slot = (gaussians.anchor_index, gaussians.offset_index)
@@ -78,6 +78,7 @@ def export_scene(
             "gaussians": len(g),
             "sh_degree": config.sh_degree,
             "fit_iterations": config.fit_iterations,
+            "views": f"{len(scene.cameras)} capture cameras" if scene.cameras else "orbit",
             "bytes": path.stat().st_size,
         }
     )

@@ -125,7 +125,10 @@ class Viewer:
     def _make_splats(self) -> None:
         try:
             splats = splats_of(
-                self.scene.model, self.config.splat_views, self.config.splat_bulk_share
+                self.scene.model,
+                self.scene.cameras,
+                self.config.splat_views,
+                self.config.splat_bulk_share,
             )
         except Exception as err:  # noqa: BLE001 - server frames stay; say why splats are off
             LOG.warning("viewer: no splats (%s: %s)", type(err).__name__, err)

@@ -73,9 +73,10 @@ class ViewerConfig:
     splat_views: int = 16
     """Views of the export's closed-form start that give the browser's splats their values."""
     splat_bulk_share: float = 0.5
-    """Splats farther from the anchors' median than this share of the anchors are not sent:
-    the closed-form start makes the background shell a fog over the scene (kitchen: with 0.75
-    the objects showed faintly through it, with 0.5 clearly); 1.0 sends them all."""
+    """For a stream without capture cameras: splats farther from the anchors' median than this
+    share of the anchors are not sent, as the orbit's closed form makes the background shell a
+    fog over the scene (kitchen: with 0.75 the objects showed faintly through it, with 0.5
+    clearly); 1.0 sends them all."""
     max_message_bytes: int = 1 << 20
     """Largest websocket message a client may send (viser's own limit is 50 MB)."""
 

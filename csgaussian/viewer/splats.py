@@ -1,14 +1,15 @@
 """The decoded scene as plain Gaussian splats for the browser to draw (issue 18 item 1).
 
 Scaffold-GS spawns its Gaussians per view; the browser needs one fixed set. It gets the export's
-closed-form start (:func:`csgaussian.export.fit.fit_export` with no fit step: one Gaussian per
-anchor slot drawn from some sampled view, averaged opacity, scale and rotation) with its DC
-colour, sent once per client. That start turns the anchors' far background shell into a fog
-over the whole scene (issue 18 item 2, which the export's start is to fix), so only the splats
-within the anchors' bulk are sent (``ViewerConfig.splat_bulk_share``); the server's refine at
-rest shows the whole model. Queries and edits act on the splats by anchor slot, as they act on
-the neural Gaussians (:mod:`csgaussian.scene.edits`), so the browser's picture and the server's
-exact render (the "refine" at rest) show the same edit.
+closed form (:func:`csgaussian.export.fit.fit_export` with no fit step: one Gaussian per anchor
+slot drawn from some view, averaged opacity, scale and rotation, the Gaussians a static scene
+would show as fog pruned) with its DC colour, sent once per client. Its views are the capture
+cameras the stream holds; a stream without them gets an orbit, whose closed form turns the
+anchors' far background shell into a fog, so then only the splats within the anchors' bulk are
+sent (``ViewerConfig.splat_bulk_share``). The server's refine at rest shows the whole model.
+Queries and edits act on the splats by anchor slot, as they act on the neural Gaussians
+(:mod:`csgaussian.scene.edits`), so the browser's picture and the server's exact render (the
+"refine" at rest) show the same edit.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..render.sh import SH_C0
 from ..scene.edits import SceneEdit
 from ..scene.operations import operation
 from ..scene.scaffold import ScaffoldModel
+from ..types import Camera
 
 
 @dataclass
@@ -61,15 +63,20 @@ class Splats:
 
 
 @torch.no_grad()
-def splats_of(model: ScaffoldModel, n_views: int, bulk_share: float = 1.0) -> Splats:
-    """The splats of ``model``: the export's closed-form start from ``n_views`` sampled views,
-    with DC colours, those no farther from the anchors' median than ``bulk_share`` of the
-    anchors are."""
+def splats_of(
+    model: ScaffoldModel, cameras: list[Camera], n_views: int, bulk_share: float = 1.0
+) -> Splats:
+    """The splats of ``model``: the export's closed form (no fit step) with DC colours, from
+    the capture ``cameras`` (its pruning leaves no fog: every splat is kept), or without
+    cameras from ``n_views`` orbit views, keeping those no farther from the anchors' median
+    than ``bulk_share`` of the anchors are (the orbit's closed form makes the background shell
+    a fog)."""
     config = replace(ExportConfig(), fit_iterations=0, sh_degree=0, n_views=n_views)
-    gaussians = fit_export(model, config)
-    centre = model.anchors.median(dim=0).values
-    reach = torch.quantile((model.anchors - centre).norm(dim=1), bulk_share)
-    gaussians = gaussians.subset((gaussians.means - centre).norm(dim=1) <= reach)
+    gaussians = fit_export(model, config, cameras=cameras)
+    if not cameras:
+        centre = model.anchors.median(dim=0).values
+        reach = torch.quantile((model.anchors - centre).norm(dim=1), bulk_share)
+        gaussians = gaussians.subset((gaussians.means - centre).norm(dim=1) <= reach)
     rgbs = (0.5 + SH_C0 * gaussians.sh[:, 0]).clamp(0.0, 1.0)
     return Splats(
         centers=gaussians.means.float(),

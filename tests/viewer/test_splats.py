@@ -10,7 +10,7 @@ from csgaussian.viewer.splats import edited, highlighted, splats_of
 
 def test_splats_follow_edits_and_highlights_by_slot(tiny_run):
     scene = api.decode(tiny_run / "stream.csg")
-    splats = splats_of(scene.model, n_views=4)
+    splats = splats_of(scene.model, scene.cameras, n_views=4)
     n = len(splats)
     assert n > 0 and splats.covariances.shape == (n, 3, 3)
     assert torch.linalg.eigvalsh(splats.covariances).min() > 0  # positive definite
