@@ -7,9 +7,7 @@ not with our writer, so that a mistake shared by our writer and reader cannot pa
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,8 @@ from csgaussian.ply import read_gaussians_ply, write_sh_ply
 from csgaussian.render.sh import rasterize_sh
 from csgaussian.types import Camera
 
-MODULE_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "splat_reference.py"
+from ..benchmark_scripts import load_benchmark
+
 K = torch.tensor([[150.0, 0.0, 64.0], [0.0, 150.0, 64.0], [0.0, 0.0, 1.0]])
 SIZE = 128
 MIN_PSNR = 65.0
@@ -38,15 +37,7 @@ MAX_ABS_SAME_TILES = 1e-5
 (measured max 2.7e-6)."""
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("splat_reference", MODULE_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _load()
+ref = load_benchmark("splat_reference")
 
 
 def look_at(eye: list[float]) -> torch.Tensor:

@@ -7,9 +7,7 @@ cases on demand, with per-case timeouts and peak memory); this test runs a few h
 
 from __future__ import annotations
 
-import importlib.util
 import signal
-import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-FUZZ_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz.py"
+from ..benchmark_scripts import load_benchmark
+
 GOLDEN = Path(__file__).parent / "golden" / "tiny.csg"
 CASE_SECONDS = 20
 """A case that takes longer is a hang (a full decode of the tiny run takes about 0.1 s)."""
@@ -25,15 +24,7 @@ MAX_MEMORY = 1 << 30
 """The decoder's limit in these cases: a crafted file that asks for more must be refused."""
 
 
-def _load_fuzz():
-    spec = importlib.util.spec_from_file_location("csgaussian_fuzz", FUZZ_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_fuzz()
+fuzz = load_benchmark("fuzz")
 
 
 @contextmanager
