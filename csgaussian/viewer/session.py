@@ -71,7 +71,8 @@ class ViewerConfig:
     refine_delay: float = 0.3
     """Seconds the camera must rest before the server's exact render replaces the splats."""
     splat_views: int = 16
-    """Views of the export's closed-form start that give the browser's splats their values."""
+    """Orbit views added to the capture cameras in the export's closed form that gives the
+    browser's splats their values."""
     splat_bulk_share: float = 0.5
     """For a stream without capture cameras: splats farther from the anchors' median than this
     share of the anchors are not sent, as the orbit's closed form makes the background shell a

@@ -4,12 +4,12 @@ Scaffold-GS spawns its Gaussians per view; the browser needs one fixed set. It g
 closed form (:func:`csgaussian.export.fit.fit_export` with no fit step: one Gaussian per anchor
 slot drawn from some view, averaged opacity, scale and rotation, the Gaussians a static scene
 would show as fog pruned) with its DC colour, sent once per client. Its views are the capture
-cameras the stream holds; a stream without them gets an orbit, whose closed form turns the
-anchors' far background shell into a fog, so then only the splats within the anchors' bulk are
-sent (``ViewerConfig.splat_bulk_share``). The server's refine at rest shows the whole model.
-Queries and edits act on the splats by anchor slot, as they act on the neural Gaussians
-(:mod:`csgaussian.scene.edits`), so the browser's picture and the server's exact render (the
-"refine" at rest) show the same edit.
+cameras the stream holds and ``ViewerConfig.splat_views`` orbit views; for a stream without
+cameras, whose orbit-only closed form turned the anchors' far background shell into a fog, only
+the splats within the anchors' bulk are sent (``ViewerConfig.splat_bulk_share``). The server's
+refine at rest shows the whole model. Queries and edits act on the splats by anchor slot, as
+they act on the neural Gaussians (:mod:`csgaussian.scene.edits`), so the browser's picture and
+the server's exact render (the "refine" at rest) show the same edit.
 """
 
 from __future__ import annotations
@@ -67,10 +67,9 @@ def splats_of(
     model: ScaffoldModel, cameras: list[Camera], n_views: int, bulk_share: float = 1.0
 ) -> Splats:
     """The splats of ``model``: the export's closed form (no fit step) with DC colours, from
-    the capture ``cameras`` (its pruning leaves no fog: every splat is kept), or without
-    cameras from ``n_views`` orbit views, keeping those no farther from the anchors' median
-    than ``bulk_share`` of the anchors are (the orbit's closed form makes the background shell
-    a fog)."""
+    the capture ``cameras`` and ``n_views`` orbit views. With capture cameras every splat is
+    kept; without them only those no farther from the anchors' median than ``bulk_share`` of
+    the anchors are (the orbit's closed form makes the background shell a fog)."""
     config = replace(ExportConfig(), fit_iterations=0, sh_degree=0, n_views=n_views)
     gaussians = fit_export(model, config, cameras=cameras)
     if not cameras:
