@@ -78,7 +78,7 @@ def export_scene(
             "gaussians": len(g),
             "sh_degree": config.sh_degree,
             "fit_iterations": config.fit_iterations,
-            "views": f"{len(scene.cameras)} capture cameras" if scene.cameras else "orbit",
+            "views": f"{len(scene.cameras)} capture cameras + {config.n_views} orbit",
             "bytes": path.stat().st_size,
         }
     )
