@@ -1,14 +1,23 @@
 """Numba kernels of the tile rasterizer: binning, forward compositing, hand-written backward.
 
-All arrays are float32 numpy arrays on the CPU. Per-Gaussian data is packed as
-``geom [N, 7] = (mean_x, mean_y, conic_a, conic_b, conic_c, opacity, skip_power)`` and
+All arrays are float32 numpy arrays on the CPU. Per-Gaussian data is packed as ``geom [N, 8]``
+(the ``GEOM_*`` columns: mean x and y, conic a, b, c, opacity, skip power, row reach) and
 ``feats [N, F]`` (colour channels then camera depth). ``skip_power`` is a value below which the
-Gaussian's alpha is certainly under ``alpha_min``: such pairs skip the ``exp`` without changing
-the result (3DGS semantics are re-checked exactly on all other pairs).
+Gaussian's alpha is certainly under ``alpha_min``: such pairs count as no contribution without
+changing the result (3DGS semantics are re-checked exactly on all other pairs). ``reach_y``
+(:func:`csgaussian.render.projection.alpha_reach`) bounds the pixel rows where that can happen.
 
-The backward pass is the 3DGS back-to-front recurrence. Each tile (one ``prange`` iteration)
-writes the gradient of every one of its intersections into its own rows of a per-intersection
-array, so no atomics are needed; :func:`reduce_by_gaussian` sums rows per Gaussian afterwards.
+Each tile (one ``prange`` iteration) is composited Gaussian by Gaussian over arrays of its pixels
+(``tile_size`` columns times its rows, flattened), visiting only the rows the Gaussian reaches.
+The innermost loops run over pixels with branch-free bodies (:mod:`csgaussian.render.simd`), so
+LLVM vectorises them; every pixel still composites its Gaussians in depth order with the same
+float32 operations as a per-pixel loop. Forward: a pixel stops before the Gaussian that would
+bring its transmittance below ``t_min`` (3DGS), and the tile stops once all its pixels have.
+
+The backward pass is the 3DGS back-to-front recurrence, run the same way. Each Gaussian's
+gradient is summed over the tile's pixels and written once into the tile's own row of a
+per-intersection array, so no atomics are needed; :func:`reduce_by_gaussian` sums rows per
+Gaussian afterwards.
 """
 
 from __future__ import annotations
@@ -16,12 +25,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from csgaussian.render.simd import exp, reassoc_add, select
+
+# Columns of ``geom``.
+GEOM_MEAN_X, GEOM_MEAN_Y, GEOM_CONIC_A, GEOM_CONIC_B, GEOM_CONIC_C = range(5)
+GEOM_OPACITY, GEOM_SKIP_POWER, GEOM_REACH_Y = range(5, 8)
+N_GEOM = 8
 # Columns of the per-intersection gradient array before the feature gradients.
 GRAD_MEAN_X, GRAD_MEAN_Y, GRAD_CONIC_A, GRAD_CONIC_B, GRAD_CONIC_C, GRAD_OPACITY = range(6)
 N_GEOM_GRADS = 6
-# float32 padding around each tile's scratch accumulator: 64 bytes = one cache line, so two
-# threads never write the same line in their innermost loops (no false sharing).
-PAD = 16
 
 
 @njit(cache=True)
@@ -55,15 +67,102 @@ def bin_intersections(
 
 
 @njit(cache=True, inline="always")
-def _gather(ids, start, n, geom, feats):
-    """Copy one tile's Gaussians into contiguous arrays ``[n, 7]`` and ``[n, F]``."""
-    lg = np.empty((n, geom.shape[1]), np.float32)
-    lf = np.empty((n, feats.shape[1]), np.float32)
+def _tile_pixels(x0: int, y0: int, rows: int, tile_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres ``xs, ys [rows * tile_size]`` of a tile, row-major."""
+    xs = np.empty(rows * tile_size, np.float32)
+    ys = np.empty(rows * tile_size, np.float32)
+    half = np.float32(0.5)
+    for r in range(rows):
+        for c in range(tile_size):
+            xs[r * tile_size + c] = np.float32(x0 + c) + half
+            ys[r * tile_size + c] = np.float32(y0 + r) + half
+    return xs, ys
+
+
+@njit(cache=True, inline="always")
+def _reached_pixels(
+    mean_y: np.float32, reach_y: np.float32, y0: int, rows: int, tile_size: int
+) -> tuple[np.uintp, np.uintp]:
+    """Flat pixel range ``[p0, p1)`` of the tile rows whose centres lie within ``reach_y`` of
+    ``mean_y``. Unsigned, so that numba indexes without negative-index wraparound (which keeps
+    LLVM from vectorising)."""
+    top = np.ceil(mean_y - reach_y - np.float32(0.5)) - y0
+    bottom = np.floor(mean_y + reach_y - np.float32(0.5)) - y0 + 1
+    r0 = min(max(top, 0.0), rows)  # clamped as floats: an infinite reach covers the tile
+    r1 = min(max(bottom, r0), rows)
+    return np.uintp(r0) * np.uintp(tile_size), np.uintp(r1) * np.uintp(tile_size)
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_tile(
+    t, ranges, ids, geom, feats, tile_size, tiles_x, alpha_min, alpha_max, t_min,
+    out, t_final, last,
+):  # fmt: skip
+    """Composite tile ``t`` into ``out``, ``t_final`` and ``last`` (see :func:`forward_kernel`).
+
+    Per pixel: ``T`` is the transmittance, negated once the pixel has terminated (pixels beyond
+    the image start terminated); ``n_used`` the count of Gaussians up to its last contributor.
+    """
+    height, width, n_feat = out.shape
+    start = ranges[t]
+    n = ranges[t + 1] - start
+    if n == 0:
+        return
+    one, zero = np.float32(1.0), np.float32(0.0)
+    x0 = (t % tiles_x) * tile_size
+    y0 = (t // tiles_x) * tile_size
+    rows = min(tile_size, height - y0)
+    cols = min(tile_size, width - x0)
+    xs, ys = _tile_pixels(x0, y0, rows, tile_size)
+    n_pix = rows * tile_size
+    T = np.empty(n_pix, np.float32)
+    for p in range(n_pix):
+        T[p] = one if p % tile_size < cols else -one
+    acc = np.zeros((n_feat, n_pix), np.float32)
+    n_used = np.zeros(n_pix, np.int32)
+    weight = np.empty(n_pix, np.float32)
+    stopped = np.empty(n_pix, np.int32)
+    n_alive = rows * cols
+    half = np.float32(0.5)
     for k in range(n):
         g = ids[start + k]
-        lg[k, :] = geom[g, :]
-        lf[k, :] = feats[g, :]
-    return lg, lf
+        mx, my = geom[g, GEOM_MEAN_X], geom[g, GEOM_MEAN_Y]
+        a, b, c = geom[g, GEOM_CONIC_A], geom[g, GEOM_CONIC_B], geom[g, GEOM_CONIC_C]
+        opacity, skip = geom[g, GEOM_OPACITY], geom[g, GEOM_SKIP_POWER]
+        p0, p1 = _reached_pixels(my, geom[g, GEOM_REACH_Y], y0, rows, tile_size)
+        used_k = np.int32(k + 1)
+        for p in range(p0, p1):
+            dx = mx - xs[p]
+            dy = my - ys[p]
+            power = -half * (a * dx * dx + c * dy * dy) - b * dx * dy
+            alpha = min(alpha_max, opacity * exp(max(power, skip)))
+            T_p = T[p]
+            t_next = T_p * (one - alpha)
+            hit = (T_p > zero) & (power >= skip) & (alpha >= alpha_min)
+            stop = hit & (t_next < t_min)
+            use = hit & (t_next >= t_min)
+            weight[p] = select(use, alpha * T_p, zero)
+            T[p] = select(use, t_next, select(stop, -T_p, T_p))
+            n_used[p] = max(n_used[p], select(use, used_k, np.int32(0)))
+            stopped[p] = select(stop, np.int32(1), np.int32(0))
+        for f in range(n_feat):
+            value = feats[g, f]
+            acc_f = acc[f]
+            for p in range(p0, p1):
+                acc_f[p] += weight[p] * value
+        n_stopped = np.int32(0)
+        for p in range(p0, p1):
+            n_stopped += stopped[p]
+        n_alive -= n_stopped
+        if n_alive == 0:
+            break
+    for r in range(rows):
+        for col in range(cols):
+            p = r * tile_size + col
+            for f in range(n_feat):
+                out[y0 + r, x0 + col, f] = acc[f, p]
+            t_final[y0 + r, x0 + col] = abs(T[p])
+            last[y0 + r, x0 + col] = n_used[p]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -71,7 +170,7 @@ def forward_kernel(
     ranges: np.ndarray,  # [T + 1] int64
     tile_order: np.ndarray,  # [T] int64 permutation of the tiles (see tile_work_order)
     ids: np.ndarray,  # [I] int32
-    geom: np.ndarray,  # [N, 7] float32
+    geom: np.ndarray,  # [N, 8] float32 (GEOM_* columns)
     feats: np.ndarray,  # [N, F] float32
     width: int,
     height: int,
@@ -86,48 +185,121 @@ def forward_kernel(
     Returns accumulated features ``[H, W, F]`` (no background), final transmittance ``[H, W]``
     and the per-pixel count of visited intersections up to the last contributor ``[H, W]`` int32.
     """
-    n_feat = feats.shape[1]
-    out = np.zeros((height, width, n_feat), np.float32)
+    out = np.zeros((height, width, feats.shape[1]), np.float32)
     t_final = np.ones((height, width), np.float32)
     last = np.zeros((height, width), np.int32)
-    half, one = np.float32(0.5), np.float32(1.0)
-    scratch = np.zeros((ranges.shape[0] - 1, n_feat + 2 * PAD), np.float32)
     for i in prange(tile_order.shape[0]):
-        t = tile_order[i]
-        start = ranges[t]
-        n = ranges[t + 1] - start
-        lg, lf = _gather(ids, start, n, geom, feats)
-        x0 = (t % tiles_x) * tile_size
-        y0 = (t // tiles_x) * tile_size
-        acc = scratch[t, PAD : PAD + n_feat]
-        for py in range(y0, min(y0 + tile_size, height)):
-            fy = np.float32(py) + half
-            for px in range(x0, min(x0 + tile_size, width)):
-                fx = np.float32(px) + half
-                acc[:] = 0
-                T = one
-                n_used = 0
-                for k in range(n):
-                    dx = lg[k, 0] - fx
-                    dy = lg[k, 1] - fy
-                    power = -half * (lg[k, 2] * dx * dx + lg[k, 4] * dy * dy) - lg[k, 3] * dx * dy
-                    if power < lg[k, 6]:
-                        continue
-                    alpha = min(alpha_max, lg[k, 5] * np.exp(power))
-                    if alpha < alpha_min:
-                        continue
-                    t_next = T * (one - alpha)
-                    if t_next < t_min:
-                        break
-                    w = alpha * T
-                    for c in range(n_feat):
-                        acc[c] += w * lf[k, c]
-                    T = t_next
-                    n_used = k + 1
-                out[py, px, :] = acc
-                t_final[py, px] = T
-                last[py, px] = n_used
+        _forward_tile(
+            tile_order[i], ranges, ids, geom, feats, tile_size, tiles_x, alpha_min, alpha_max,
+            t_min, out, t_final, last,
+        )  # fmt: skip
     return out, t_final, last
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_tile(
+    t, ranges, ids, geom, feats, background, t_final, last, grad_feats, grad_alpha, tile_size,
+    tiles_x, alpha_min, alpha_max, grads,
+):  # fmt: skip
+    """Gradients of tile ``t``'s intersections into their rows of ``grads`` (see
+    :func:`backward_kernel`).
+
+    Three passes over the pixels a Gaussian reaches: its alpha, the transmittance in front of
+    it and the weight (``alpha`` is 0 and ``1 - alpha`` is 1 where it does not contribute, so
+    the updates below leave those pixels exactly unchanged); per feature channel, its gradient
+    and the colour behind it; then the geometry gradients.
+    """
+    height, width, n_feat = grad_feats.shape
+    start = ranges[t]
+    if ranges[t + 1] == start:
+        return
+    one, zero, half = np.float32(1.0), np.float32(0.0), np.float32(0.5)
+    x0 = (t % tiles_x) * tile_size
+    y0 = (t // tiles_x) * tile_size
+    rows = min(tile_size, height - y0)
+    cols = min(tile_size, width - x0)
+    xs, ys = _tile_pixels(x0, y0, rows, tile_size)
+    n_pix = rows * tile_size
+    T = np.ones(n_pix, np.float32)  # transmittance in front of the current Gaussian
+    grad_t = np.zeros(n_pix, np.float32)  # dL/d(alpha) * T_final
+    n_used = np.zeros(n_pix, np.int32)
+    grad_f = np.zeros((n_feat, n_pix), np.float32)
+    behind = np.empty((n_feat, n_pix), np.float32)  # colour of everything behind, over T
+    k_end = 0
+    for r in range(rows):
+        for col in range(tile_size):
+            p = r * tile_size + col
+            behind[:, p] = background
+            if col < cols:
+                t_end = t_final[y0 + r, x0 + col]
+                T[p] = t_end
+                grad_t[p] = grad_alpha[y0 + r, x0 + col] * t_end
+                n_used[p] = last[y0 + r, x0 + col]
+                k_end = max(k_end, n_used[p])
+                grad_f[:, p] = grad_feats[y0 + r, x0 + col]
+    alpha_c = np.empty(n_pix, np.float32)  # alpha where the Gaussian contributes, else 0
+    keep = np.empty(n_pix, np.float32)  # 1 - alpha where it contributes, else 1
+    weight = np.empty(n_pix, np.float32)
+    o_gauss = np.empty(n_pix, np.float32)
+    gauss = np.empty(n_pix, np.float32)
+    contributes = np.empty(n_pix, np.int32)
+    grad_a = np.empty(n_pix, np.float32)  # dL/d(alpha), the colour part first
+    for k in range(k_end - 1, -1, -1):
+        g = ids[start + k]
+        mx, my = geom[g, GEOM_MEAN_X], geom[g, GEOM_MEAN_Y]
+        a, b, c = geom[g, GEOM_CONIC_A], geom[g, GEOM_CONIC_B], geom[g, GEOM_CONIC_C]
+        opacity, skip = geom[g, GEOM_OPACITY], geom[g, GEOM_SKIP_POWER]
+        p0, p1 = _reached_pixels(my, geom[g, GEOM_REACH_Y], y0, rows, tile_size)
+        k32 = np.int32(k)
+        for p in range(p0, p1):
+            dx = mx - xs[p]
+            dy = my - ys[p]
+            power = -half * (a * dx * dx + c * dy * dy) - b * dx * dy
+            gauss_p = exp(max(power, skip))
+            o_g = opacity * gauss_p
+            alpha = min(alpha_max, o_g)
+            hit = (k32 < n_used[p]) & (power >= skip) & (alpha >= alpha_min)
+            one_minus = one - alpha
+            T_p = T[p] / one_minus
+            T[p] = T[p] / select(hit, one_minus, one)
+            alpha_c[p] = select(hit, alpha, zero)
+            keep[p] = select(hit, one_minus, one)
+            weight[p] = select(hit, alpha * T_p, zero)
+            contributes[p] = select(hit & (o_g <= alpha_max), np.int32(1), np.int32(0))
+            o_gauss[p] = o_g
+            gauss[p] = gauss_p
+            grad_a[p] = zero
+        row = start + k
+        for f in range(n_feat):
+            value = feats[g, f]
+            behind_f, grad_ff = behind[f], grad_f[f]
+            total = zero
+            for p in range(p0, p1):
+                grad_fp = grad_ff[p]
+                total = reassoc_add(total, weight[p] * grad_fp)
+                grad_a[p] += (value - behind_f[p]) * grad_fp
+                behind_f[p] = alpha_c[p] * value + keep[p] * behind_f[p]
+            grads[row, N_GEOM_GRADS + f] = total
+        sum_o = sum_mx = sum_my = sum_a = sum_b = sum_c = zero
+        for p in range(p0, p1):
+            # clamped alpha (o_g > alpha_max): no gradient to opacity or shape
+            use = contributes[p] != 0
+            dx = mx - xs[p]
+            dy = my - ys[p]
+            dl_dalpha = grad_a[p] * T[p] + grad_t[p] / keep[p]
+            dl_dpower = dl_dalpha * o_gauss[p]
+            sum_o = reassoc_add(sum_o, select(use, dl_dalpha * gauss[p], zero))
+            sum_mx = reassoc_add(sum_mx, select(use, dl_dpower * (-a * dx - b * dy), zero))
+            sum_my = reassoc_add(sum_my, select(use, dl_dpower * (-c * dy - b * dx), zero))
+            sum_a = reassoc_add(sum_a, select(use, dl_dpower * (-half * dx * dx), zero))
+            sum_b = reassoc_add(sum_b, select(use, dl_dpower * (-dx * dy), zero))
+            sum_c = reassoc_add(sum_c, select(use, dl_dpower * (-half * dy * dy), zero))
+        grads[row, GRAD_OPACITY] = sum_o
+        grads[row, GRAD_MEAN_X] = sum_mx
+        grads[row, GRAD_MEAN_Y] = sum_my
+        grads[row, GRAD_CONIC_A] = sum_a
+        grads[row, GRAD_CONIC_B] = sum_b
+        grads[row, GRAD_CONIC_C] = sum_c
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -135,7 +307,7 @@ def backward_kernel(
     ranges: np.ndarray,  # [T + 1] int64
     tile_order: np.ndarray,  # [T] int64 permutation of the tiles (see tile_work_order)
     ids: np.ndarray,  # [I] int32
-    geom: np.ndarray,  # [N, 7] float32
+    geom: np.ndarray,  # [N, 8] float32 (GEOM_* columns)
     feats: np.ndarray,  # [N, F] float32
     background: np.ndarray,  # [F] float32 (0 for the depth channel)
     t_final: np.ndarray,  # [H, W] float32
@@ -153,58 +325,12 @@ def backward_kernel(
     transmittance in front of it), ``dC/dalpha_j = T_j (c_j - acc_j)`` and
     ``d(1 - T_final)/dalpha_j = T_final / (1 - alpha_j)``.
     """
-    height, width, n_feat = grad_feats.shape
-    grads = np.zeros((ids.shape[0], N_GEOM_GRADS + n_feat), np.float32)
-    half, one = np.float32(0.5), np.float32(1.0)
-    scratch = np.zeros((ranges.shape[0] - 1, n_feat + 2 * PAD), np.float32)
+    grads = np.zeros((ids.shape[0], N_GEOM_GRADS + grad_feats.shape[2]), np.float32)
     for i in prange(tile_order.shape[0]):
-        t = tile_order[i]
-        start = ranges[t]
-        n = ranges[t + 1] - start
-        lg, lf = _gather(ids, start, n, geom, feats)
-        x0 = (t % tiles_x) * tile_size
-        y0 = (t // tiles_x) * tile_size
-        acc = scratch[t, PAD : PAD + n_feat]
-        for py in range(y0, min(y0 + tile_size, height)):
-            fy = np.float32(py) + half
-            for px in range(x0, min(x0 + tile_size, width)):
-                fx = np.float32(px) + half
-                acc[:] = background
-                t_end = t_final[py, px]
-                T = t_end
-                g_a = grad_alpha[py, px]
-                for k in range(last[py, px] - 1, -1, -1):
-                    dx = lg[k, 0] - fx
-                    dy = lg[k, 1] - fy
-                    power = -half * (lg[k, 2] * dx * dx + lg[k, 4] * dy * dy) - lg[k, 3] * dx * dy
-                    if power < lg[k, 6]:
-                        continue
-                    gauss = np.exp(power)
-                    o_g = lg[k, 5] * gauss
-                    alpha = min(alpha_max, o_g)
-                    if alpha < alpha_min:
-                        continue
-                    one_minus = one - alpha
-                    T = T / one_minus
-                    w = alpha * T
-                    row = start + k
-                    dl_dalpha = np.float32(0.0)
-                    for c in range(n_feat):
-                        g_c = grad_feats[py, px, c]
-                        grads[row, N_GEOM_GRADS + c] += w * g_c
-                        dl_dalpha += (lf[k, c] - acc[c]) * g_c
-                        acc[c] = alpha * lf[k, c] + one_minus * acc[c]
-                    if o_g > alpha_max:
-                        continue  # clamped alpha: no gradient to opacity or shape
-                    dl_dalpha = dl_dalpha * T + g_a * t_end / one_minus
-                    grads[row, GRAD_OPACITY] += dl_dalpha * gauss
-                    dl_dpower = dl_dalpha * o_g
-                    a, b, c2 = lg[k, 2], lg[k, 3], lg[k, 4]
-                    grads[row, GRAD_MEAN_X] += dl_dpower * (-a * dx - b * dy)
-                    grads[row, GRAD_MEAN_Y] += dl_dpower * (-c2 * dy - b * dx)
-                    grads[row, GRAD_CONIC_A] += dl_dpower * (-half * dx * dx)
-                    grads[row, GRAD_CONIC_B] += dl_dpower * (-dx * dy)
-                    grads[row, GRAD_CONIC_C] += dl_dpower * (-half * dy * dy)
+        _backward_tile(
+            tile_order[i], ranges, ids, geom, feats, background, t_final, last, grad_feats,
+            grad_alpha, tile_size, tiles_x, alpha_min, alpha_max, grads,
+        )  # fmt: skip
     return grads
 
 
