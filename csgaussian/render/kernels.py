@@ -259,11 +259,11 @@ def _backward_tile(
             o_g = opacity * gauss_p
             alpha = min(alpha_max, o_g)
             hit = (k32 < n_used[p]) & (power >= skip) & (alpha >= alpha_min)
-            one_minus = one - alpha
-            T_p = T[p] / one_minus
-            T[p] = T[p] / select(hit, one_minus, one)
+            keep_p = select(hit, one - alpha, one)
+            T_p = T[p] / keep_p
+            T[p] = T_p
             alpha_c[p] = select(hit, alpha, zero)
-            keep[p] = select(hit, one_minus, one)
+            keep[p] = keep_p
             weight[p] = select(hit, alpha * T_p, zero)
             contributes[p] = select(hit & (o_g <= alpha_max), np.int32(1), np.int32(0))
             o_gauss[p] = o_g
