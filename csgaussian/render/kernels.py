@@ -1,14 +1,14 @@
 """Numba kernels of the tile rasterizer: binning, forward compositing, hand-written backward.
 
-All arrays are float32 numpy arrays on the CPU. Per-Gaussian data is packed as ``geom [N, 8]``
-(the ``GEOM_*`` columns: mean x and y, conic a, b, c, opacity, skip power, row reach) and
-``feats [N, F]`` (colour channels then camera depth). ``skip_power`` is a value below which the
-Gaussian's alpha is certainly under ``alpha_min``: such pairs count as no contribution without
-changing the result (3DGS semantics are re-checked exactly on all other pairs). ``reach_y``
-(:func:`csgaussian.render.projection.alpha_reach`) bounds the pixel rows where that can happen.
+All arrays are float32 numpy arrays on the CPU. Per-Gaussian data is packed as ``geom [N, 7]``
+(the ``GEOM_*`` columns: mean x and y, conic a, b, c, opacity, skip power) and ``feats [N, F]``
+(colour channels then camera depth). ``skip_power`` is a value below which the Gaussian's alpha
+is certainly under ``alpha_min``: such pairs count as no contribution without changing the
+result (3DGS semantics are re-checked exactly on all other pairs).
 
 Each tile (one ``prange`` iteration) is composited Gaussian by Gaussian over arrays of its pixels
-(``tile_size`` columns times its rows, flattened), visiting only the rows the Gaussian reaches.
+(``tile_size`` columns times its rows, flattened), visiting only the rows where the Gaussian's
+ellipse ``power >= skip_power`` crosses the tile (:func:`_reached_pixels`).
 The innermost loops run over pixels with branch-free bodies (:mod:`csgaussian.render.simd`), so
 LLVM vectorises them; every pixel still composites its Gaussians in depth order with the same
 float32 operations as a per-pixel loop. Forward: a pixel stops before the Gaussian that would
@@ -29,8 +29,9 @@ from csgaussian.render.simd import exp, reassoc_add, select
 
 # Columns of ``geom``.
 GEOM_MEAN_X, GEOM_MEAN_Y, GEOM_CONIC_A, GEOM_CONIC_B, GEOM_CONIC_C = range(5)
-GEOM_OPACITY, GEOM_SKIP_POWER, GEOM_REACH_Y = range(5, 8)
-N_GEOM = 8
+GEOM_OPACITY, GEOM_SKIP_POWER = 5, 6
+REACH_MARGIN_PX = 1.0
+"""Pixels added on every side of the region a Gaussian is evaluated on (float rounding)."""
 # Columns of the per-intersection gradient array before the feature gradients.
 GRAD_MEAN_X, GRAD_MEAN_Y, GRAD_CONIC_A, GRAD_CONIC_B, GRAD_CONIC_C, GRAD_OPACITY = range(6)
 N_GEOM_GRADS = 6
@@ -80,15 +81,46 @@ def _tile_pixels(x0: int, y0: int, rows: int, tile_size: int) -> tuple[np.ndarra
 
 
 @njit(cache=True, inline="always")
-def _reached_pixels(
-    mean_y: np.float32, reach_y: np.float32, y0: int, rows: int, tile_size: int
-) -> tuple[np.uintp, np.uintp]:
-    """Flat pixel range ``[p0, p1)`` of the tile rows whose centres lie within ``reach_y`` of
-    ``mean_y``. Unsigned, so that numba indexes without negative-index wraparound (which keeps
-    LLVM from vectorising)."""
-    top = np.ceil(mean_y - reach_y - np.float32(0.5)) - y0
-    bottom = np.floor(mean_y + reach_y - np.float32(0.5)) - y0 + 1
-    r0 = min(max(top, 0.0), rows)  # clamped as floats: an infinite reach covers the tile
+def _reached_pixels(mx, my, a, b, c, skip, x0, y0, rows, tile_size):
+    """Flat pixel range ``[p0, p1)`` of the tile rows (``rows`` of them from pixel row ``y0``,
+    columns from ``x0``) where the Gaussian can pass the skip test ``power >= skip``.
+
+    That region is the ellipse ``q = a dx^2 + 2 b dx dy + c dy^2 <= P = -2 skip``
+    (``dx = mx - x``, ``dy = my - y``). Its extent in ``dy`` over the tile's columns is reached
+    either at its top or bottom point (``|dy| = sqrt(P a / det)``, ``dx = -+ b dy / a``) when that
+    point lies over the columns, or where the outer columns cut it
+    (``dy = (-b dx +- sqrt(c P - det dx^2)) / c``). Computed in float64 and widened by
+    ``REACH_MARGIN_PX`` on every side, so that no pixel whose float32 power passes the test is
+    left out; a degenerate conic covers the whole tile. Unsigned, so that numba indexes without
+    negative-index wraparound (which keeps LLVM from vectorising).
+    """
+    P = -2.0 * np.float64(skip)
+    if not P > 0.0:  # power <= 0: no pixel passes
+        return np.uintp(0), np.uintp(0)
+    a, b, c = np.float64(a), np.float64(b), np.float64(c)
+    det = a * c - b * b
+    if not (det > 0.0 and a > 0.0 and c > 0.0):
+        return np.uintp(0), np.uintp(rows * tile_size)
+    u_lo = np.float64(mx) - (x0 + tile_size - 0.5 + REACH_MARGIN_PX)  # dx over the columns
+    u_hi = np.float64(mx) - (x0 + 0.5 - REACH_MARGIN_PX)
+    h = np.sqrt(P * a / det)
+    u_top = -b * h / a
+    dy_hi, dy_lo = -np.inf, np.inf
+    if u_lo <= u_top <= u_hi:
+        dy_hi = h
+    if u_lo <= -u_top <= u_hi:
+        dy_lo = -h
+    for u in (u_lo, u_hi):
+        disc = c * P - det * u * u
+        if disc >= 0.0:
+            root = np.sqrt(disc)
+            dy_hi = max(dy_hi, (-b * u + root) / c)
+            dy_lo = min(dy_lo, (-b * u - root) / c)
+    if not dy_hi >= dy_lo:  # the ellipse misses the columns
+        return np.uintp(0), np.uintp(0)
+    top = np.ceil(my - dy_hi - 0.5 - REACH_MARGIN_PX) - y0  # pixel row centres are y + 0.5
+    bottom = np.floor(my - dy_lo - 0.5 + REACH_MARGIN_PX) - y0 + 1
+    r0 = min(max(top, 0.0), rows)  # clamped as floats: any reach clips to the tile
     r1 = min(max(bottom, r0), rows)
     return np.uintp(r0) * np.uintp(tile_size), np.uintp(r1) * np.uintp(tile_size)
 
@@ -129,7 +161,7 @@ def _forward_tile(
         mx, my = geom[g, GEOM_MEAN_X], geom[g, GEOM_MEAN_Y]
         a, b, c = geom[g, GEOM_CONIC_A], geom[g, GEOM_CONIC_B], geom[g, GEOM_CONIC_C]
         opacity, skip = geom[g, GEOM_OPACITY], geom[g, GEOM_SKIP_POWER]
-        p0, p1 = _reached_pixels(my, geom[g, GEOM_REACH_Y], y0, rows, tile_size)
+        p0, p1 = _reached_pixels(mx, my, a, b, c, skip, x0, y0, rows, tile_size)
         used_k = np.int32(k + 1)
         for p in range(p0, p1):
             dx = mx - xs[p]
@@ -170,7 +202,7 @@ def forward_kernel(
     ranges: np.ndarray,  # [T + 1] int64
     tile_order: np.ndarray,  # [T] int64 permutation of the tiles (see tile_work_order)
     ids: np.ndarray,  # [I] int32
-    geom: np.ndarray,  # [N, 8] float32 (GEOM_* columns)
+    geom: np.ndarray,  # [N, 7] float32 (GEOM_* columns)
     feats: np.ndarray,  # [N, F] float32
     width: int,
     height: int,
@@ -249,7 +281,7 @@ def _backward_tile(
         mx, my = geom[g, GEOM_MEAN_X], geom[g, GEOM_MEAN_Y]
         a, b, c = geom[g, GEOM_CONIC_A], geom[g, GEOM_CONIC_B], geom[g, GEOM_CONIC_C]
         opacity, skip = geom[g, GEOM_OPACITY], geom[g, GEOM_SKIP_POWER]
-        p0, p1 = _reached_pixels(my, geom[g, GEOM_REACH_Y], y0, rows, tile_size)
+        p0, p1 = _reached_pixels(mx, my, a, b, c, skip, x0, y0, rows, tile_size)
         k32 = np.int32(k)
         for p in range(p0, p1):
             dx = mx - xs[p]
@@ -307,7 +339,7 @@ def backward_kernel(
     ranges: np.ndarray,  # [T + 1] int64
     tile_order: np.ndarray,  # [T] int64 permutation of the tiles (see tile_work_order)
     ids: np.ndarray,  # [I] int32
-    geom: np.ndarray,  # [N, 8] float32 (GEOM_* columns)
+    geom: np.ndarray,  # [N, 7] float32 (GEOM_* columns)
     feats: np.ndarray,  # [N, F] float32
     background: np.ndarray,  # [F] float32 (0 for the depth channel)
     t_final: np.ndarray,  # [H, W] float32

@@ -72,8 +72,8 @@ class TileComposite(torch.autograd.Function):
         opac = _np32(opacities)
         with np.errstate(divide="ignore"):
             skip = np.log(np.float32(config.alpha_min) / opac) - np.float32(SKIP_MARGIN)
-        columns = [_np32(means2d), _np32(conics), opac[:, None], skip[:, None], _np32(reach[:, 1:])]
-        geom = np.ascontiguousarray(np.concatenate(columns, 1), dtype=np.float32)
+        geom = np.concatenate([_np32(means2d), _np32(conics), opac[:, None], skip[:, None]], 1)
+        geom = np.ascontiguousarray(geom, dtype=np.float32)
         feats = np.ascontiguousarray(np.concatenate([_np32(colors), depth_np[:, None]], 1))
         tile_order = kernels.tile_work_order(ranges, numba.get_num_threads())
         out, t_final, last = kernels.forward_kernel(

@@ -47,6 +47,17 @@ def test_fast_matches_reference_non_square_small_tiles(scene) -> None:
     _assert_match(params, cam, RasterConfig(tile_size=8))
 
 
+def test_fast_matches_reference_elongated_gaussians(scene) -> None:
+    # Needles and wide discs at every angle, over many small tiles: the kernels evaluate a
+    # Gaussian only on the rows where its ellipse crosses a tile, so a wrong cut shows here.
+    params, cam = scene(80, seed=13, width=48, height=40)
+    g = torch.Generator().manual_seed(13)
+    stretch = torch.exp(torch.randn(80, 3, generator=g) * 1.2)
+    params[2] = params[2] * stretch * 3.0
+    params[3] = torch.rand(80, generator=g) * 0.5 + 0.5
+    _assert_match(params, cam, RasterConfig(tile_size=8))
+
+
 def test_fast_gradients_match_central_differences(scene) -> None:
     # Cut-offs pushed out so the image is smooth; float32 so tolerances are loose.
     config = RasterConfig(alpha_min=1e-7, transmittance_min=1e-7, radius_sigmas=6.0)
