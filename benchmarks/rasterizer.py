@@ -7,8 +7,13 @@ Runs with ``--threads`` torch and numba threads (default 2). Timings are medians
 and of process CPU time (the latter is the one to compare on a shared, loaded machine, with
 ``--threads 1``). Ends by printing one JSON line.
 
+``--compare TREE`` runs this script ``--repeats`` times with this checkout's csgaussian and with
+another checkout's (e.g. a worktree of an older commit), in alternation, each in its own process
+and without the dense reference, and prints the old / new ratios of forward + backward time
+(pair by pair: min, median, max); ``--out DIR`` writes them to ``DIR/rasterizer.json``.
+
 Usage: python benchmarks/rasterizer.py [--n 20000] [--size 128] [--reps 15] [--ref-reps 3]
-    [--threads 2]
+    [--threads 2] [--compare /tmp/old --repeats 3 --out benchmarks/results/scale]
 """
 
 from __future__ import annotations
@@ -18,16 +23,24 @@ import json
 import math
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numba
 import torch
 
 from csgaussian.render import RasterConfig, rasterize_gaussians
-from csgaussian.render.projection import alpha_reach, project_gaussians, tile_rects
+from csgaussian.render.projection import project_gaussians, tile_rects
 from csgaussian.render.rasterize import TileComposite
 from csgaussian.types import Camera
+
+try:
+    from csgaussian.render.projection import alpha_reach
+except ImportError:  # checkouts before 95e470b (e.g. 08fc446): tile rectangles from radii only
+    alpha_reach = None
 
 CAMERA_DISTANCE = 3.0
 FOV_DEG = 50.0
@@ -75,6 +88,64 @@ def median_ms(fn: Callable[[], object], reps: int) -> float:
     return statistics.median(times)
 
 
+COMPARED = ("fast_fwd_bwd_ms", "composite_fwd_bwd_cpu_ms", "fast_fwd_bwd_cpu_ms")
+"""Figures of each run that ``--compare`` sets side by side."""
+
+
+def _run_in(tree: Path, args: argparse.Namespace) -> dict:
+    """One run of this script in a fresh process importing the csgaussian of ``tree``."""
+    cmd = [sys.executable, __file__, "--n", str(args.n), "--size", str(args.size)]
+    cmd += ["--reps", str(args.reps), "--ref-reps", "0", "--threads", str(args.threads)]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=tree)
+    run = json.loads(out.stdout.strip().splitlines()[-1])
+    cpu = run.get("cpu_ms", {})
+    run["fast_fwd_bwd_cpu_ms"] = cpu.get("fast_fwd_bwd")
+    run["composite_fwd_bwd_cpu_ms"] = cpu.get("composite_fwd_bwd")
+    return run
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "min": round(min(values), 3),
+        "median": round(statistics.median(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def compare(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``--compare``: this checkout and another, alternated, with old / new ratios."""
+    trees = {"new": Path(__file__).resolve().parents[1], "old": args.compare.resolve()}
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    for _ in range(args.repeats):
+        for name, tree in trees.items():
+            run = _run_in(tree, args)
+            runs[name].append(run)
+            shown = {key: run.get(key) for key in ("intersections", *COMPARED)}
+            print(f"{name}: {json.dumps(shown)}, load {os.getloadavg()[0]:.2f}", flush=True)
+    summary: dict[str, object] = {"n_gaussians": args.n, "size": args.size}
+    for key in COMPARED:
+        pairs = [(o.get(key), n.get(key)) for o, n in zip(runs["old"], runs["new"], strict=True)]
+        if all(o is not None and n is not None for o, n in pairs):
+            summary[key] = {
+                "old": _spread([o for o, _ in pairs]),
+                "new": _spread([n for _, n in pairs]),
+                "old_over_new": _spread([o / n for o, n in pairs]),
+            }
+    print(json.dumps(summary))
+    if args.out:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from provenance import provenance, write_environment
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        origin = provenance(["python", "benchmarks/rasterizer.py", *(argv or sys.argv[1:])])
+        record = {"provenance": origin, "compare": str(args.compare), "summary": summary}
+        record["runs"] = runs
+        (args.out / "rasterizer.json").write_text(json.dumps(record, indent=1) + "\n")
+        write_environment(args.out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print a table and one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--ref-reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compare", type=Path, help="another checkout to run beside this one")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.compare:
+        return compare(args, argv)
     torch.set_num_threads(args.threads)
     numba.set_num_threads(args.threads)
     config = RasterConfig()
@@ -120,9 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         return torch.autograd.grad(loss, screen)
 
     with torch.no_grad():
-        reach = alpha_reach(proj.conics, params[3], config.alpha_min)
         size, tile = args.size, config.tile_size
-        rects = tile_rects(proj.means2d, proj.radii, size, size, tile, reach)
+        if alpha_reach is None:
+            rects = tile_rects(proj.means2d, proj.radii, size, size, tile)
+        else:
+            reach = alpha_reach(proj.conics, params[3], config.alpha_min)
+            rects = tile_rects(proj.means2d, proj.radii, size, size, tile, reach)
         isects = int(((rects[:, 2] - rects[:, 0]) * (rects[:, 3] - rects[:, 1])).sum())
         visible = int((proj.radii > 0).sum())
         radii_median = float(proj.radii[proj.radii > 0].float().median())
