@@ -79,3 +79,41 @@ class OrbitSampler:
         """One camera drawn uniformly over the band and the radius range."""
         u = torch.rand(3, generator=generator, dtype=torch.float64).tolist()
         return self.camera(u[0], 2 * math.pi * u[1], u[2])
+
+
+def between_cameras(
+    cameras: list[Camera],
+    n: int,
+    neighbours: int,
+    position_range: tuple[float, float],
+    generator: torch.Generator,
+) -> list[Camera]:
+    """``n`` cameras on the way from each of ``cameras`` (in turn) to one of its ``neighbours``
+    nearest (by centre), a uniform ``position_range`` share of the way: centres interpolated
+    linearly, rotations as the nearest rotation (SVD) to the interpolated matrices, the
+    intrinsics of the camera it starts from. Viewpoints between a capture's cameras are the ones
+    its model was trained to render and its test views are taken from."""
+    if len(cameras) < 2 or n == 0:
+        return []
+    centers = torch.stack([c.center for c in cameras])
+    distances = torch.cdist(centers, centers)
+    distances.fill_diagonal_(float("inf"))
+    nearest = distances.topk(min(neighbours, len(cameras) - 1), largest=False).indices
+    low, high = position_range
+    out = []
+    for k in range(n):
+        start = cameras[k % len(cameras)]
+        choice = int(torch.randint(nearest.shape[1], (1,), generator=generator))
+        end = cameras[int(nearest[k % len(cameras), choice])]
+        t = low + (high - low) * float(torch.rand(1, generator=generator))
+        blend = (1 - t) * start.viewmat[:3, :3] + t * end.viewmat[:3, :3]
+        u, _, vh = torch.linalg.svd(blend)
+        if float(torch.det(u @ vh)) < 0:  # a reflection: flip the least certain axis
+            u[:, -1] = -u[:, -1]
+        rotation = u @ vh
+        center = (1 - t) * start.center + t * end.center
+        view = torch.eye(4)
+        view[:3, :3] = rotation
+        view[:3, 3] = -rotation @ center
+        out.append(Camera(view, start.K.clone(), start.width, start.height))
+    return out

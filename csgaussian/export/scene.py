@@ -12,7 +12,7 @@ import numpy as np
 from ..ply import write_sh_ply
 from ..scene.decoded import Scene
 from ..semantics.query import QueryError, select
-from .fit import ExportConfig, ExportedGaussians, fit_export
+from .fit import ExportConfig, ExportedGaussians, describe_views, fit_export
 from .splat import write_splat
 
 FORMATS = (".ply", ".splat")
@@ -78,7 +78,7 @@ def export_scene(
             "gaussians": len(g),
             "sh_degree": config.sh_degree,
             "fit_iterations": config.fit_iterations,
-            "views": f"{len(scene.cameras)} capture cameras + {config.n_views} orbit",
+            "views": describe_views(len(scene.cameras), config),
             "bytes": path.stat().st_size,
         }
     )

@@ -205,8 +205,8 @@ PRESETS: dict[str, TrainConfig] = {
         lr=SCAFFOLD_GS_RATES,
         densify=DensifyConfig(start=10, interval=10, until=30),
         semantic=SemanticTrainConfig(
-            stage2_iterations=20,
-            stage3_iterations=10,
+            stage2_iterations=40,
+            stage3_iterations=20,
             checkpoint_every=10,
             log_every=5,
             lr_latents=QUICK_LATENT_RATE,

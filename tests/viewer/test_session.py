@@ -19,6 +19,8 @@ from csgaussian.viewer.session import (
     pinhole,
 )
 
+from .visible_object import class_names, most_visible
+
 
 def test_pinhole_inverts_the_client_pose_and_keeps_its_aspect():
     c2w = np.eye(4)
@@ -29,18 +31,19 @@ def test_pinhole_inverts_the_client_pose_and_keeps_its_aspect():
     assert camera.K[1, 1] == pytest.approx(128.0)  # half the height over tan(45 deg)
 
 
-def test_edits_undo_and_save_go_through_the_stream_format(tiny_run, tmp_path):
+def test_edits_undo_and_save_go_through_the_stream_format(tiny_run, tiny_scene, tmp_path):
     source = tiny_run / "stream.csg"
     target = SaveTarget(source, tmp_path / "edited.csg")
     session = ViewerSession(api.decode(source), source, target=target)
     camera = pinhole(np.linalg.inv(_look_from(session)), 0.8, 1.2, 64)
     plain, none = session.frame(camera)
     assert plain.shape == (53, 64, 3) and plain.dtype == np.uint8 and none is None
-    assert session.query("floor").matched
+    name, pixels = most_visible(session.scene, camera, class_names(tiny_scene))
+    assert pixels > 0 and session.query(name).matched
     tinted, selection = session.frame(camera)
     assert selection is session.selection and (tinted != plain).any()
-    session.apply(api.Remove("floor"))
-    session.apply(api.Recolor("floor", "#ff0000"))
+    session.apply(api.Remove(name))
+    session.apply(api.Recolor(name, "#ff0000"))
     assert session.undo().kind == "recolor" and len(session.edits) == 1
     session.save()
     session.save()  # the viewer's own output may be replaced by its next save
