@@ -9,6 +9,7 @@ capability beside the commit, and ``environment.txt`` (``pip freeze``) lists eve
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
@@ -59,6 +60,17 @@ def write_environment(out: Path) -> Path:
     ).stdout
     path = out / ENVIRONMENT_NAME
     path.write_text(frozen)
+    return path
+
+
+def write_record(out: Path, name: str, command: list[str], fields: dict[str, object]) -> Path:
+    """``out/NAME.json``: the run's provenance (``command``) then ``fields``, and
+    ``out/environment.txt`` beside it."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    record = {"provenance": provenance(command), **fields}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    write_environment(out)
     return path
 
 

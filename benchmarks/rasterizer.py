@@ -135,14 +135,11 @@ def compare(args: argparse.Namespace, argv: list[str] | None) -> int:
     print(json.dumps(summary))
     if args.out:
         sys.path.insert(0, str(Path(__file__).parent))
-        from provenance import provenance, write_environment
+        from provenance import write_record
 
-        args.out.mkdir(parents=True, exist_ok=True)
-        origin = provenance(["python", "benchmarks/rasterizer.py", *(argv or sys.argv[1:])])
-        record = {"provenance": origin, "compare": str(args.compare), "summary": summary}
-        record["runs"] = runs
-        (args.out / "rasterizer.json").write_text(json.dumps(record, indent=1) + "\n")
-        write_environment(args.out)
+        command = ["python", "benchmarks/rasterizer.py", *(argv or sys.argv[1:])]
+        fields = {"compare": str(args.compare), "summary": summary, "runs": runs}
+        write_record(args.out, "rasterizer", command, fields)
     return 0
 
 

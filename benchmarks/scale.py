@@ -320,19 +320,16 @@ def _memory_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     print(json.dumps(summary))
     if args.out:
         sys.path.insert(0, str(Path(__file__).parent))
-        from provenance import provenance, write_environment
+        from provenance import write_record
 
-        args.out.mkdir(parents=True, exist_ok=True)
-        origin = provenance(["python", "benchmarks/scale.py", *(argv or sys.argv[1:])])
-        record = {
-            "provenance": origin,
+        command = ["python", "benchmarks/scale.py", *(argv or sys.argv[1:])]
+        fields = {
             "compare": str(args.compare),
             "capture": f"kitchen resampled to {args.memory_size}, {args.memory_views} views",
             "summary": summary,
             "runs": results,
         }
-        (args.out / "memory.json").write_text(json.dumps(record, indent=1) + "\n")
-        write_environment(args.out)
+        write_record(args.out, "memory", command, fields)
     return 0
 
 
@@ -420,14 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(rows))
     if args.out:
         sys.path.insert(0, str(Path(__file__).parent))
-        from provenance import provenance, write_environment
+        from provenance import write_record
 
-        args.out.mkdir(parents=True, exist_ok=True)
-        origin = provenance(["python", "benchmarks/scale.py", *(argv or sys.argv[1:])])
-        record = {"provenance": origin, "compare": str(args.compare), "summary": rows}
-        record["runs"] = results
-        (args.out / "scale.json").write_text(json.dumps(record, indent=1) + "\n")
-        write_environment(args.out)
+        command = ["python", "benchmarks/scale.py", *(argv or sys.argv[1:])]
+        fields = {"compare": str(args.compare), "summary": rows, "runs": results}
+        write_record(args.out, "scale", command, fields)
     return 0
 
 
