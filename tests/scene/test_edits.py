@@ -15,6 +15,9 @@ from csgaussian.semantics.query import render_selection
 TOLERANCE = 2 / 255
 DILATION = 2
 """Pixels of dilation of the object's silhouette (the footprint of its Gaussians' tails)."""
+MIN_OUTSIDE = 0.25
+"""Share of each test view the edited object must leave outside its silhouette (a few-iteration
+tiny run may give a name a selection that covers whole views)."""
 
 
 def _silhouette(model, camera, slots, edit=None) -> torch.Tensor:
@@ -55,8 +58,14 @@ def edited(tiny_run, tiny_scene):
     names = (tiny_scene / "segmentations" / "classes.txt").read_text().split("\n")[:-1]
     cameras = [view.camera for view in load_scene(tiny_scene).test]
     selections = [api.query(scene, name) for name in names]
-    best = max(selections, key=lambda s: s.n_gaussians if s.matched else -1)
-    assert best.matched and best.n_gaussians > 0
+
+    def leaves_room(selection) -> bool:  # pixels outside the object to compare, in every view
+        outside = [(~_silhouette(scene.model, c, selection.slots)).float().mean() for c in cameras]
+        return min(outside) >= MIN_OUTSIDE
+
+    candidates = [s for s in selections if s.matched and s.n_gaussians > 0 and leaves_room(s)]
+    assert candidates, "no object of the tiny run leaves room around it in the test views"
+    best = max(candidates, key=lambda s: s.n_gaussians)
     return scene, best.text, best.slots, cameras
 
 
