@@ -68,8 +68,16 @@ def bin_intersections(
 
 
 @njit(cache=True, inline="always")
-def _tile_pixels(x0: int, y0: int, rows: int, tile_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel centres ``xs, ys [rows * tile_size]`` of a tile, row-major."""
+def _tile_layout(
+    t: int, tiles_x: int, tile_size: int, height: int, width: int
+) -> tuple[int, int, int, int, np.ndarray, np.ndarray]:
+    """Tile ``t``'s corner ``x0, y0``, its ``rows`` and ``cols`` inside the image, and its pixel
+    centres ``xs, ys [rows * tile_size]`` (row-major, whole tile rows: the columns beyond
+    ``cols`` are padding the kernels mark terminated)."""
+    x0 = (t % tiles_x) * tile_size
+    y0 = (t // tiles_x) * tile_size
+    rows = min(tile_size, height - y0)
+    cols = min(tile_size, width - x0)
     xs = np.empty(rows * tile_size, np.float32)
     ys = np.empty(rows * tile_size, np.float32)
     half = np.float32(0.5)
@@ -77,7 +85,7 @@ def _tile_pixels(x0: int, y0: int, rows: int, tile_size: int) -> tuple[np.ndarra
         for c in range(tile_size):
             xs[r * tile_size + c] = np.float32(x0 + c) + half
             ys[r * tile_size + c] = np.float32(y0 + r) + half
-    return xs, ys
+    return x0, y0, rows, cols, xs, ys
 
 
 @njit(cache=True, inline="always")
@@ -141,11 +149,7 @@ def _forward_tile(
     if n == 0:
         return
     one, zero = np.float32(1.0), np.float32(0.0)
-    x0 = (t % tiles_x) * tile_size
-    y0 = (t // tiles_x) * tile_size
-    rows = min(tile_size, height - y0)
-    cols = min(tile_size, width - x0)
-    xs, ys = _tile_pixels(x0, y0, rows, tile_size)
+    x0, y0, rows, cols, xs, ys = _tile_layout(t, tiles_x, tile_size, height, width)
     n_pix = rows * tile_size
     T = np.empty(n_pix, np.float32)
     for p in range(n_pix):
@@ -246,11 +250,7 @@ def _backward_tile(
     if ranges[t + 1] == start:
         return
     one, zero, half = np.float32(1.0), np.float32(0.0), np.float32(0.5)
-    x0 = (t % tiles_x) * tile_size
-    y0 = (t // tiles_x) * tile_size
-    rows = min(tile_size, height - y0)
-    cols = min(tile_size, width - x0)
-    xs, ys = _tile_pixels(x0, y0, rows, tile_size)
+    x0, y0, rows, cols, xs, ys = _tile_layout(t, tiles_x, tile_size, height, width)
     n_pix = rows * tile_size
     T = np.ones(n_pix, np.float32)  # transmittance in front of the current Gaussian
     grad_t = np.zeros(n_pix, np.float32)  # dL/d(alpha) * T_final
