@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from csgaussian import api
+from csgaussian.data.masks import read_class_names
 from csgaussian.data.synthetic import SyntheticConfig, generate_scene
 
 TINY_SCENE = SyntheticConfig(width=48, height=40, n_train=6, n_test=2, seed=3)
@@ -20,6 +21,12 @@ def _one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_scene(tmp_path_factory) -> Path:
     return generate_scene(tmp_path_factory.mktemp("scene") / "tiny", TINY_SCENE)
+
+
+@pytest.fixture(scope="session")
+def tiny_names(tiny_scene) -> list[str]:
+    """The tiny scene's object names (its ``segmentations/classes.txt``)."""
+    return read_class_names(tiny_scene / "segmentations" / "classes.txt")
 
 
 @pytest.fixture(scope="session")

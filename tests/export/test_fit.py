@@ -20,10 +20,6 @@ from csgaussian.semantics.query import select
 FAST = ExportConfig(fit_iterations=80, n_views=24, image_size=48)
 
 
-def _class_names(tiny_scene):
-    return (tiny_scene / "segmentations" / "classes.txt").read_text().split("\n")[:-1]
-
-
 def test_fitted_export_beats_the_single_view_bake_on_held_out_views(tiny_run, tiny_scene):
     """Held-out views (the dataset's test cameras, never sampled by the fit) rendered from the
     export by the plain SH rasterizer are closer to the decoded model's renders than the bake
@@ -99,9 +95,9 @@ def test_ply_holds_sh_and_the_semantic_columns(tiny_run, tmp_path):
     assert (ply["instance_id"] >= 0).any()
 
 
-def test_select_export_holds_only_the_objects_gaussians(tiny_run, tiny_scene, tmp_path):
+def test_select_export_holds_only_the_objects_gaussians(tiny_run, tiny_scene, tiny_names, tmp_path):
     scene = api.decode(tiny_run / "stream.csg")
-    name = next(n for n in _class_names(tiny_scene) if select(scene, n).matched)
+    name = next(n for n in tiny_names if select(scene, n).matched)
     config = ExportConfig(fit_iterations=0, n_views=8)
     whole = export_scene(scene, tmp_path / "all.ply", config)
     alone = export_scene(scene, tmp_path / "one.ply", config, select_text=name)

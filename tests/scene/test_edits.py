@@ -53,11 +53,10 @@ def _hue(rgb: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def edited(tiny_run, tiny_scene):
+def edited(tiny_run, tiny_scene, tiny_names):
     scene = api.decode(tiny_run / "stream.csg")
-    names = (tiny_scene / "segmentations" / "classes.txt").read_text().split("\n")[:-1]
     cameras = [view.camera for view in load_scene(tiny_scene).test]
-    selections = [api.query(scene, name) for name in names]
+    selections = [api.query(scene, name) for name in tiny_names]
 
     def leaves_room(selection) -> bool:  # pixels outside the object to compare, in every view
         outside = [(~_silhouette(scene.model, c, selection.slots)).float().mean() for c in cameras]

@@ -13,10 +13,6 @@ from csgaussian.scene.rendering import render_view
 from csgaussian.semantics.query import QueryConfig, match_decision, render_selection
 
 
-def _class_names(tiny_scene):
-    return (tiny_scene / "segmentations" / "classes.txt").read_text().split("\n")[:-1]
-
-
 def test_selection_masks_follow_the_selected_gaussians(tiny_run, tiny_scene):
     scene = api.decode(tiny_run / "stream.csg")
     camera = load_scene(tiny_scene).test[0].camera
@@ -31,9 +27,9 @@ def test_selection_masks_follow_the_selected_gaussians(tiny_run, tiny_scene):
 
 
 def test_query_command_writes_mask_highlight_and_one_json_line(
-    tiny_run, tiny_scene, tmp_path, capsys
+    tiny_run, tiny_scene, tiny_names, tmp_path, capsys
 ):
-    name = _class_names(tiny_scene)[0]
+    name = tiny_names[0]
     out = tmp_path / "q"
     args = ["query", str(tiny_run / "stream.csg"), name, "--data", str(tiny_scene), "-o", str(out)]
     assert main([*args, "--view", "test:1"]) == 0
@@ -46,8 +42,10 @@ def test_query_command_writes_mask_highlight_and_one_json_line(
     assert "has 2 views" in capsys.readouterr().err
 
 
-def test_eval_names_each_protocol_beside_its_figures(tiny_run, tiny_scene, tmp_path, capsys):
-    names = _class_names(tiny_scene)
+def test_eval_names_each_protocol_beside_its_figures(
+    tiny_run, tiny_scene, tiny_names, tmp_path, capsys
+):
+    names = tiny_names
     queries = tmp_path / "queries.json"
     queries.write_text(json.dumps({names[0]: [names[0], f"the {names[0]} object"]}))
     stream = str(tiny_run / "stream.csg")

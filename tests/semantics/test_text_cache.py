@@ -22,10 +22,6 @@ from csgaussian.semantics.encoders import (
 from csgaussian.train.loop import CHECKPOINT_NAME
 
 
-def _class_names(tiny_scene):
-    return (tiny_scene / "segmentations" / "classes.txt").read_text().split("\n")[:-1]
-
-
 def _cache(path, encoder, texts):
     rows = encoder.encode(texts)
     path.write_text(json.dumps({t: (3 * r).tolist() for t, r in zip(texts, rows, strict=True)}))
@@ -62,10 +58,10 @@ def test_malformed_caches_are_refused(tmp_path, content, problem):
 
 
 def test_eval_with_a_cache_of_the_streams_space_gives_the_same_figures(
-    tiny_run, tiny_scene, tmp_path, capsys
+    tiny_run, tiny_scene, tiny_names, tmp_path, capsys
 ):
     stream = str(tiny_run / "stream.csg")
-    names = _class_names(tiny_scene)
+    names = tiny_names
     encoder = get_text_encoder(api.decode(stream).semantics.text_space)
     cache = _cache(tmp_path / "t.json", encoder, [*names, *RELEVANCY_NEGATIVES])
     assert main(["eval", stream, str(tiny_scene), "--json"]) == 0
@@ -84,7 +80,7 @@ def test_eval_with_a_cache_of_the_streams_space_gives_the_same_figures(
 
 
 def test_brought_features_without_a_text_space_train_and_query_through_a_cache(
-    tiny_run, tiny_scene, tmp_path, capsys
+    tiny_run, tiny_scene, tiny_names, tmp_path, capsys
 ):
     """LangSplat-layout files at half the image resolution and no encoder.json: stages 2-3 run
     (masks resized), the stream's space is external:<D>, and a query needs a cache."""
@@ -92,7 +88,7 @@ def test_brought_features_without_a_text_space_train_and_query_through_a_cache(
     run.mkdir()
     for name in (RUN_INFO_NAME, CHECKPOINT_NAME, SCENE_NAME):
         shutil.copy(tiny_run / name, run / name)
-    names = _class_names(tiny_scene)
+    names = tiny_names
     encoder = HashEncoder(16)
     texts = ["background", *names]
     rows = encoder.encode(texts)

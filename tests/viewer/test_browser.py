@@ -24,7 +24,7 @@ from .browser import (
     shows,
     wait_for,
 )
-from .visible_object import class_names, most_visible
+from .visible_object import most_visible
 
 CHROMIUM = chromium_path()
 CHANGED = 24
@@ -43,7 +43,7 @@ def browser(tmp_path):
     page.close()
 
 
-def test_typed_query_highlights_the_object_where_its_mask_is(browser, tiny_run, tiny_scene):
+def test_typed_query_highlights_the_object_where_its_mask_is(browser, tiny_run, tiny_names):
     viewer = api.viewer(tiny_run / "stream.csg", port=free_port())
     try:
         browser.call("Page.enable")
@@ -54,7 +54,7 @@ def test_typed_query_highlights_the_object_where_its_mask_is(browser, tiny_run, 
         wait_for(lambda: query_enabled(browser), 10, "enabled query controls")
         hide_notifications(browser)
         before = _displayed(browser, viewer)
-        name, _ = most_visible(page.session.scene, page.last_camera, class_names(tiny_scene))
+        name, _ = most_visible(page.session.scene, page.last_camera, tiny_names)
         focus_query_box(browser)
         browser.type_text(name)
         wait_for(lambda: answered(viewer, name), 10, "the query's selection")

@@ -19,7 +19,7 @@ from csgaussian.viewer.session import (
     pinhole,
 )
 
-from .visible_object import class_names, most_visible
+from .visible_object import most_visible
 
 
 def test_pinhole_inverts_the_client_pose_and_keeps_its_aspect():
@@ -31,14 +31,14 @@ def test_pinhole_inverts_the_client_pose_and_keeps_its_aspect():
     assert camera.K[1, 1] == pytest.approx(128.0)  # half the height over tan(45 deg)
 
 
-def test_edits_undo_and_save_go_through_the_stream_format(tiny_run, tiny_scene, tmp_path):
+def test_edits_undo_and_save_go_through_the_stream_format(tiny_run, tiny_names, tmp_path):
     source = tiny_run / "stream.csg"
     target = SaveTarget(source, tmp_path / "edited.csg")
     session = ViewerSession(api.decode(source), source, target=target)
     camera = pinhole(np.linalg.inv(_look_from(session)), 0.8, 1.2, 64)
     plain, none = session.frame(camera)
     assert plain.shape == (53, 64, 3) and plain.dtype == np.uint8 and none is None
-    name, pixels = most_visible(session.scene, camera, class_names(tiny_scene))
+    name, pixels = most_visible(session.scene, camera, tiny_names)
     assert pixels > 0 and session.query(name).matched
     tinted, selection = session.frame(camera)
     assert selection is session.selection and (tinted != plain).any()

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from csgaussian.scene.decoded import Scene
 from csgaussian.semantics.query import render_selection, select
 from csgaussian.types import Camera
-
-
-def class_names(scene_dir: Path) -> list[str]:
-    """The object names of a generated scene (``segmentations/classes.txt``)."""
-    return (scene_dir / "segmentations" / "classes.txt").read_text().split("\n")[:-1]
 
 
 def most_visible(scene: Scene, camera: Camera, names: list[str]) -> tuple[str, int]:
