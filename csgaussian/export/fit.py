@@ -339,6 +339,7 @@ def _fit(
     decay = config.lr_final_fraction ** (1.0 / config.fit_iterations)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
     generator = torch.Generator().manual_seed(config.seed)
+    raster = RasterConfig(near_plane=config.near_plane)
     order: list[int] = []
     with TrainProgress(config.fit_iterations, quiet, "export fit") as progress:
         for iteration in range(1, config.fit_iterations + 1):
@@ -354,7 +355,7 @@ def _fit(
                 torch.cat([params["dc"], params["rest"]], dim=1),
                 (low_res if low else views)[index],
                 torch.rand(3, generator=generator),  # module doc, 3
-                RasterConfig(near_plane=config.near_plane),
+                raster,
             )
             loss = (out.colors - (low_res_targets if low else targets)[index]).abs().mean()
             optimizer.zero_grad(set_to_none=True)
