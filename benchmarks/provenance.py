@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import subprocess
 import sys
 from importlib import metadata
@@ -61,6 +62,15 @@ def write_environment(out: Path) -> Path:
     path = out / ENVIRONMENT_NAME
     path.write_text(frozen)
     return path
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Min, median and max of repeated measurements (3 decimals), as results records give them."""
+    return {
+        "min": round(min(values), 3),
+        "median": round(statistics.median(values), 3),
+        "max": round(max(values), 3),
+    }
 
 
 def write_record(out: Path, name: str, command: list[str], fields: dict[str, object]) -> Path:

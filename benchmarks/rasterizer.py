@@ -37,6 +37,9 @@ from csgaussian.render.projection import project_gaussians, tile_rects
 from csgaussian.render.rasterize import TileComposite
 from csgaussian.types import Camera
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import spread, write_record  # noqa: E402
+
 try:
     from csgaussian.render.projection import alpha_reach
 except ImportError:  # checkouts before 95e470b (e.g. 08fc446): tile rectangles from radii only
@@ -105,14 +108,6 @@ def _run_in(tree: Path, args: argparse.Namespace) -> dict:
     return run
 
 
-def _spread(values: list[float]) -> dict[str, float]:
-    return {
-        "min": round(min(values), 3),
-        "median": round(statistics.median(values), 3),
-        "max": round(max(values), 3),
-    }
-
-
 def compare(args: argparse.Namespace, argv: list[str] | None) -> int:
     """``--compare``: this checkout and another, alternated, with old / new ratios."""
     trees = {"new": Path(__file__).resolve().parents[1], "old": args.compare.resolve()}
@@ -128,15 +123,12 @@ def compare(args: argparse.Namespace, argv: list[str] | None) -> int:
         pairs = [(o.get(key), n.get(key)) for o, n in zip(runs["old"], runs["new"], strict=True)]
         if all(o is not None and n is not None for o, n in pairs):
             summary[key] = {
-                "old": _spread([o for o, _ in pairs]),
-                "new": _spread([n for _, n in pairs]),
-                "old_over_new": _spread([o / n for o, n in pairs]),
+                "old": spread([o for o, _ in pairs]),
+                "new": spread([n for _, n in pairs]),
+                "old_over_new": spread([o / n for o, n in pairs]),
             }
     print(json.dumps(summary))
     if args.out:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from provenance import write_record
-
         command = ["python", "benchmarks/rasterizer.py", *(argv or sys.argv[1:])]
         fields = {"compare": str(args.compare), "summary": summary, "runs": runs}
         write_record(args.out, "rasterizer", command, fields)

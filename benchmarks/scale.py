@@ -50,11 +50,13 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import spread, write_record  # noqa: E402
 
 KITCHEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitchen"
 COMPONENTS = (
@@ -319,9 +321,6 @@ def _memory_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     }
     print(json.dumps(summary))
     if args.out:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from provenance import write_record
-
         command = ["python", "benchmarks/scale.py", *(argv or sys.argv[1:])]
         fields = {
             "compare": str(args.compare),
@@ -340,15 +339,6 @@ def _run_in(tree: Path, size: str, args: argparse.Namespace) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=tree)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _summary(runs: list[dict], key: Callable[[dict], float]) -> dict[str, float]:
-    values = [key(r) for r in runs]
-    return {
-        "min": round(min(values), 3),
-        "median": round(statistics.median(values), 3),
-        "max": round(max(values), 3),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -403,22 +393,15 @@ def main(argv: list[str] | None = None) -> int:
         row = {"size": size}
         for name in trees:
             runs = results[name][size]
-            row[f"{name}_s_per_it"] = _summary(runs, lambda r: r["seconds_per_iteration"])
-            row[f"{name}_cpu_s_per_it"] = _summary(runs, lambda r: r["cpu_seconds_per_iteration"])
+            row[f"{name}_s_per_it"] = spread([r["seconds_per_iteration"] for r in runs])
+            row[f"{name}_cpu_s_per_it"] = spread([r["cpu_seconds_per_iteration"] for r in runs])
         if "old" in trees:
             pairs = zip(results["old"][size], results["new"][size], strict=True)
             ratios = [o["seconds_per_iteration"] / n["seconds_per_iteration"] for o, n in pairs]
-            row["old_over_new"] = {
-                "min": round(min(ratios), 3),
-                "median": round(statistics.median(ratios), 3),
-                "max": round(max(ratios), 3),
-            }
+            row["old_over_new"] = spread(ratios)
         rows.append(row)
     print(json.dumps(rows))
     if args.out:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from provenance import write_record
-
         command = ["python", "benchmarks/scale.py", *(argv or sys.argv[1:])]
         fields = {"compare": str(args.compare), "summary": rows, "runs": results}
         write_record(args.out, "scale", command, fields)
